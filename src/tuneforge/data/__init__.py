@@ -1,0 +1,1 @@
+"""Data layer: read files in any supported format into canonical examples, check, split, tokenize."""

@@ -1,0 +1,84 @@
+"""Canonical examples: every input format is parsed into these, every processor reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["system", "user", "assistant", "tool_call", "tool"]
+Kind = Literal["sft", "pt", "pairwise", "unpaired"]
+
+#: Roles the model produces (trained); the others are prompt side.
+MODEL_ROLES = frozenset({"assistant", "tool_call"})
+PROMPT_ROLES = frozenset({"user", "tool"})
+
+
+@dataclass(slots=True)
+class Message:
+    """One turn.
+
+    Attributes:
+        role: system, user, assistant, tool_call (the model calls a tool) or tool (the tool's answer).
+        content: The text. For ``tool_call`` a JSON string ``{"name": ..., "arguments": {...}}`` (or a list).
+        parts: Optional structured pieces of a user turn (alpaca ``instruction`` / ``input``), used by
+            templates that lay them out separately (``alpaca_zh``).
+    """
+
+    role: Role
+    content: str
+    parts: dict[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Origin:
+    """Where an example came from, for error messages and reports."""
+
+    dataset: str
+    file: str
+    index: int
+    line: int | None = None
+
+
+@dataclass(slots=True)
+class Example:
+    """A parsed record.
+
+    ``sft``: ``messages`` is the whole conversation ending with a model turn.
+    ``pairwise``: ``messages`` is the prompt (ending with a user/tool turn); ``chosen`` / ``rejected`` answer it.
+    ``unpaired`` (KTO): ``messages`` is the prompt, ``completion`` the answer and ``label`` desirable or not.
+    ``pt``: ``text`` only.
+    """
+
+    kind: Kind
+    origin: Origin
+    messages: list[Message] = field(default_factory=list)
+    system: str = ""
+    tools: str = ""
+    chosen: Message | None = None
+    rejected: Message | None = None
+    completion: Message | None = None
+    label: bool | None = None
+    text: str = ""
+
+    def texts(self) -> list[str]:
+        """Every text in the example (for placeholder filling, duplicate and quality checks)."""
+        out = [self.system, self.tools, self.text]
+        out += [m.content for m in self.messages]
+        out += [m.content for m in (self.chosen, self.rejected, self.completion) if m is not None]
+        return [t for t in out if t]
+
+    def prompt_text(self) -> str:
+        """The first user turn (or the text of a pt example): what 'leading phrase' checks look at."""
+        if self.kind == "pt":
+            return self.text
+        for m in self.messages:
+            if m.role == "user":
+                return m.content
+        return ""
+
+    def answer_text(self) -> str:
+        """The trained answer(s) joined, for duplicate detection."""
+        if self.kind == "sft":
+            return "\n".join(m.content for m in self.messages if m.role in MODEL_ROLES)
+        parts = [m.content for m in (self.chosen, self.rejected, self.completion) if m is not None]
+        return "\n".join(parts) if parts else self.text

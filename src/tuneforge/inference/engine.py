@@ -1,0 +1,97 @@
+"""Load a model with its chat template and generate, streaming or not."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.data.records import Message
+from tuneforge.data.templates import ChatTemplate, resolve_template
+from tuneforge.data.tokenize import encode_texts
+from tuneforge.models.loading import load_tokenizer, resolve_model
+
+
+@dataclass
+class GenerationOptions:
+    """Sampling options; ``temperature`` 0 means greedy decoding."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``model.generate``."""
+        sample = self.temperature > 0
+        out: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": sample,
+                               "repetition_penalty": self.repetition_penalty}
+        if sample:
+            out.update(temperature=self.temperature, top_p=self.top_p)
+        else:  # silence "temperature is set but do_sample=False" from generation configs that set them
+            out.update(temperature=None, top_p=None, top_k=None)
+        return out
+
+
+class Engine:
+    """A model, its tokenizer and the chat template it was trained with.
+
+    Args:
+        model: 'default', a model folder, a .gguf file or a hub id.
+        template: 'auto' (the tokenizer's own, which training saves into the model) or a registered name.
+        system: Default system prompt.
+    """
+
+    def __init__(self, model: str, template: str = "auto", system: str | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        path = resolve_model(model)
+        self.tokenizer = load_tokenizer(path)
+        self.template: ChatTemplate = resolve_template(template, self.tokenizer, system)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        self.model.eval()
+        self.stop_ids = self._stop_ids()
+
+    def _stop_ids(self) -> list[int]:
+        """The model's eos ids plus the template's end-of-turn token."""
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.template.eot:
+            eot = self.tokenizer.convert_tokens_to_ids(self.template.eot)
+            if isinstance(eot, int) and eot != self.tokenizer.unk_token_id:
+                ids.add(eot)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return sorted(ids)
+
+    def prompt_ids(self, messages: list[Message], system: str = "") -> list[int]:
+        """Token ids of the rendered prompt, tokenized exactly as in training."""
+        return encode_texts(self.tokenizer, [self.template.prompt(messages, system)])[0]
+
+    def stream(self, messages: list[Message], options: GenerationOptions | None = None,
+               system: str = "") -> Iterator[str]:
+        """Yield the answer piece by piece as it is generated."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        options = options or GenerationOptions()
+        ids = torch.tensor([self.prompt_ids(messages, system)])
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                      eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id, **options.kwargs())
+        thread = threading.Thread(target=self._generate, kwargs=kwargs, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+
+    def _generate(self, **kwargs: Any) -> None:
+        import torch
+
+        with torch.inference_mode():
+            self.model.generate(**kwargs)
+
+    def chat(self, messages: list[Message], options: GenerationOptions | None = None, system: str = "") -> str:
+        """The whole answer at once."""
+        return "".join(self.stream(messages, options, system))

@@ -1,0 +1,1 @@
+"""Models layer: find, prepare (GGUF -> safetensors) and load models and tokenizers; tiny test models."""

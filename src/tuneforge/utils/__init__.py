@@ -1,0 +1,1 @@
+"""Lowest layer: errors, names, paths. Imports nothing else from tuneforge."""
