@@ -77,6 +77,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[tuple[list[str], Any]]
                     fix="override a key inside a section, e.g. data.max_length=512")])
             node = node.setdefault(key, {})
         last = keys[-1]
+        if not isinstance(node, dict | list):
+            raise ConfigError("invalid command-line override", [Problem(
+                f"'{'.'.join(keys[:-1])}' holds a value, not a section", field=".".join(keys),
+                fix="override the whole value instead, e.g. data.datasets=[{path: a.json, ratio: 0.5}]")])
         if isinstance(node, list) and last.isdigit() and int(last) < len(node):
             node[int(last)] = value
         else:
