@@ -45,9 +45,10 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except TuneforgeError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.title}", highlight=False)
+            # soft_wrap: paths and fixes stay on one line (copyable); the terminal wraps them
+            err_console.print(f"[bold red]error:[/] {exc.title}", highlight=False, soft_wrap=True)
             if exc.problems:
-                err_console.print(render_problems(exc.problems), highlight=False, markup=False)
+                err_console.print(render_problems(exc.problems), highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -57,7 +58,7 @@ def print_problems(problems: list[Problem], title: str, style: str) -> None:
     """A titled, capped list of problems (part of a command's report, so on stdout)."""
     if problems:
         console.print(f"[{style}]{title} ({len(problems)}):[/]")
-        console.print(render_problems(problems), highlight=False, markup=False)
+        console.print(render_problems(problems), highlight=False, markup=False, soft_wrap=True)
 
 
 def print_json(obj: Any) -> None:

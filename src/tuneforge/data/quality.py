@@ -64,7 +64,7 @@ def find_duplicates(examples: list[Example], threshold: float = NEAR_THRESHOLD) 
     return Duplicates(len(exact_of), len(near), pairs)
 
 
-_NUM_PERM, _BANDS = 32, 8
+_NUM_PERM, _BANDS = 64, 16
 _rng = np.random.default_rng(0)
 # Multiply-shift hashing (random odd 64-bit multipliers, arithmetic mod 2**64, top 32 bits kept).
 _A = _rng.integers(0, 1 << 63, _NUM_PERM, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
@@ -77,7 +77,8 @@ def _norm(text: str) -> str:
     return "".join(ch for ch in text[:4000] if ch.isalnum())[:2000]
 
 
-def _signature(text: str) -> np.ndarray | None:
+def _shingles(text: str) -> np.ndarray | None:
+    """Sorted unique 32-bit hashes of the character 5-grams; None for texts shorter than 5."""
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     if len(codes) < 5:
         return None
@@ -85,20 +86,30 @@ def _signature(text: str) -> np.ndarray | None:
     shingles = codes[:n].copy()
     for k in range(1, 5):  # polynomial hash of each 5-gram (uint64 arithmetic wraps, which is fine here)
         shingles = shingles * np.uint64(1_000_003) + codes[k:k + n]
-    shingles = np.unique(shingles & np.uint64(0xFFFFFFFF))
-    return ((np.outer(shingles, _A) + _B) >> np.uint64(32)).min(axis=0)
+    return np.unique(shingles & np.uint64(0xFFFFFFFF))
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return inter / (len(a) + len(b) - inter)
 
 
 def _near_pairs(texts: list[str], threshold: float) -> list[tuple[int, int]]:
-    """(earlier, later) index pairs whose estimated Jaccard similarity reaches ``threshold``."""
-    sigs = [_signature(t) for t in texts]
+    """(earlier, later) index pairs whose Jaccard similarity of 5-gram sets reaches ``threshold``.
+
+    MinHash bands (16 x 4 rows) only propose candidates (a pair at similarity 0.8 is proposed with
+    probability > 0.999); each candidate is then verified with the exact Jaccard similarity.
+    """
+    sets = [_shingles(t) for t in texts]
     rows = _NUM_PERM // _BANDS
     buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
-    for i, sig in enumerate(sigs):
-        if sig is not None:
+    for i, sh in enumerate(sets):
+        if sh is not None:
+            sig = ((np.outer(sh, _A) + _B) >> np.uint64(32)).min(axis=0)
             for band in range(_BANDS):
                 buckets[(band, sig[band * rows:(band + 1) * rows].tobytes())].append(i)
     found: dict[int, int] = {}
+    tried: set[tuple[int, int]] = set()
     for members in buckets.values():
         for later in members[1:]:
             if later in found:
@@ -106,7 +117,10 @@ def _near_pairs(texts: list[str], threshold: float) -> list[tuple[int, int]]:
             for earlier in members:
                 if earlier >= later:
                     break
-                if np.mean(sigs[earlier] == sigs[later]) >= threshold:  # type: ignore[operator]
+                if (earlier, later) in tried:
+                    continue
+                tried.add((earlier, later))
+                if _jaccard(sets[earlier], sets[later]) >= threshold:  # type: ignore[arg-type]
                     found[later] = earlier
                     break
     return sorted((e, lt) for lt, e in found.items())

@@ -59,7 +59,8 @@ def resolve_entry(name: str, info: dict[str, Any], info_path: Path) -> ResolvedD
         return Problem(f"registry entry {name!r} is not an object", fix='write {"file_name": ...}', **where)
     if "file_name" not in entry:
         hub = next((f"{k}: {entry[k]}" for k in _HUB_KEYS if k in entry), "no file_name")
-        return Problem(f"dataset {name!r} points to a hub ({hub}); tuneforge never downloads data at run time",
+        return Problem(f"dataset {name!r} points to a hub ({hub}); the file must be local "
+                       "(tuneforge never downloads data at run time)",
                        fix=f"download it yourself, save the file next to {info_path.name} and add \"file_name\"",
                        **where)
     columns = dict(entry.get("columns") or {})
