@@ -20,12 +20,12 @@ Output, one block per dataset::
 from __future__ import annotations
 
 import argparse
-import warnings
 import logging
 import os
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -76,6 +76,7 @@ def trl_run(path: Path, tokenizer: Any, max_length: int, workdir: str) -> int:
 
 
 def measure(fn: Any) -> tuple[float, int]:
+    """Wall time of one call and what it returned."""
     start = time.perf_counter()
     n = fn()
     return time.perf_counter() - start, n
@@ -105,9 +106,9 @@ def main() -> None:
             tuneforge_run(path, tokenizer, template, args.max_length)  # warm-up: imports, jinja compile
             trl_run(path, tokenizer, args.max_length, workdir)
             for _ in range(args.repeats):  # interleaved: both see the same machine load
-                t, n_ours = measure(lambda: tuneforge_run(path, tokenizer, template, args.max_length))
+                t, n_ours = measure(lambda p=path: tuneforge_run(p, tokenizer, template, args.max_length))
                 ours.append(t)
-                t, n_theirs = measure(lambda: trl_run(path, tokenizer, args.max_length, workdir))
+                t, n_theirs = measure(lambda p=path: trl_run(p, tokenizer, args.max_length, workdir))
                 theirs.append(t)
             ours_rate = n_ours / statistics.median(ours)
             trl_rate = n_theirs / statistics.median(theirs)

@@ -12,7 +12,13 @@ from tuneforge.config.schema import DataConfig, RunConfig
 from tuneforge.data.check import check_data
 from tuneforge.data.convert import convert_examples
 from tuneforge.data.loader import load_data
-from tuneforge.data.quality import find_duplicates, leading_phrase, phrase_diversity, length_summary, volume_warnings
+from tuneforge.data.quality import (
+    find_duplicates,
+    leading_phrase,
+    length_summary,
+    phrase_diversity,
+    volume_warnings,
+)
 from tuneforge.data.records import Example, Message, Origin
 from tuneforge.data.split import split_counts, split_file
 from tuneforge.utils.errors import DataError
