@@ -10,7 +10,8 @@ from tuneforge.cli.common import console, handle_errors
 
 
 @handle_errors
-def chat(model: str = typer.Argument("default", help="'default', a model folder, a .gguf file or a hub id."),
+def chat(model: str = typer.Argument("default", help="'default', a run folder, a model or adapter folder, a .gguf file "
+                                                      "or a hub id."),
          prompt: str = typer.Option(None, "--prompt", help="Answer this once and exit (for scripts)."),
          system: str = typer.Option("", "--system", help="System prompt."),
          template: str = typer.Option("auto", "--template", help="Chat template (default: the model's own)."),
@@ -22,7 +23,7 @@ def chat(model: str = typer.Argument("default", help="'default', a model folder,
     from tuneforge.data.records import Message
     from tuneforge.inference import Engine, GenerationOptions
 
-    engine = Engine(model, template)
+    engine = Engine.load(model, template)
     options = GenerationOptions(max_new_tokens, temperature, top_p, repetition_penalty)
     if prompt is not None:
         for piece in engine.stream([Message("user", prompt)], options, system):

@@ -28,6 +28,10 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    import warnings
+
+    # transformers 5.x deprecation notices about its own internals are not actionable for users
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
     try:
         from transformers.utils import logging as hf_logging
 

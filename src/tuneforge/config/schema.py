@@ -89,6 +89,15 @@ class DataConfig(Section):
         (0.7, 0.15, 0.15), description="train : validation : test ratios (DESIGN §10.1 default 7 : 1.5 : 1.5)."
     )
     seed: int = Field(42, description="Seed for sampling, mixing and splitting.")
+    replay: list[DatasetSpec] = Field(
+        default_factory=list, description="General data mixed into training against forgetting (DESIGN §10.2)."
+    )
+    replay_ratio: float = Field(
+        0.1, ge=0, le=10, description="Replay examples as a share of the training set (0.1 = 10%)."
+    )
+    replay_self_answers: bool = Field(
+        False, description="Replace replay answers with the base model's own greedy answers (self-distillation).",
+    )
     skip_invalid: bool = Field(
         False, description="Skip invalid records (counted and reported) instead of stopping with an error."
     )
@@ -120,6 +129,14 @@ class LoraConfig(Section):
     dropout: float | None = Field(None, ge=0, lt=1, description="LoRA dropout; default 0 for large data, 0.05 small.")
     targets: str | list[str] = Field(
         "all-linear", description="'all-linear', 'attention', or a list of module names such as [q_proj, v_proj]."
+    )
+    use_dora: bool = Field(False, description="DoRA: weight-decomposed LoRA (method 'dora' sets it).")
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r) instead of alpha/r.")
+    init: Literal["default", "gaussian", "pissa", "olora"] = Field(
+        "default", description="Adapter initialisation; 'pissa' starts from the principal singular vectors."
+    )
+    loraplus_lr_ratio: float | None = Field(
+        None, gt=0, description="LoRA+: learning rate of the B matrices = ratio x learning rate (e.g. 16)."
     )
 
 
@@ -159,6 +176,10 @@ class TrainingConfig(Section):
     save_total_limit: int = Field(3, gt=0, description="Keep at most this many checkpoints.")
     early_stopping_patience: int | None = Field(None, gt=0, description="Stop after N evals without improvement.")
     seed: int = Field(42, description="Training seed.")
+    logging_steps: int | None = Field(None, gt=0, description="Log every N optimizer steps; default total/50, >= 1.")
+    padding_free: bool = Field(True, description="Concatenate each batch into one row (no padding, no cross-attention).")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together.")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch; default: the usable cores.")
 
 
 class EvaluationConfig(Section):

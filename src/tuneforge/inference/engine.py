@@ -10,7 +10,6 @@ from typing import Any
 from tuneforge.data.records import Message
 from tuneforge.data.templates import ChatTemplate, resolve_template
 from tuneforge.data.tokenize import encode_texts
-from tuneforge.models.loading import load_tokenizer, resolve_model
 
 
 @dataclass
@@ -37,22 +36,30 @@ class GenerationOptions:
 class Engine:
     """A model, its tokenizer and the chat template it was trained with.
 
-    Args:
-        model: 'default', a model folder, a .gguf file or a hub id.
-        template: 'auto' (the tokenizer's own, which training saves into the model) or a registered name.
-        system: Default system prompt.
+    Build one with :meth:`load` (a name, folder, .gguf, run folder or adapter folder) or directly from
+    an in-memory model (training uses that to generate replay answers).
     """
 
-    def __init__(self, model: str, template: str = "auto", system: str | None = None) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        path = resolve_model(model)
-        self.tokenizer = load_tokenizer(path)
-        self.template: ChatTemplate = resolve_template(template, self.tokenizer, system)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        self.model.eval()
+    def __init__(self, model: Any, tokenizer: Any, template: ChatTemplate) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
         self.stop_ids = self._stop_ids()
+
+    @classmethod
+    def load(cls, model: str, template: str = "auto", system: str | None = None) -> Engine:
+        """Load for inference.
+
+        Args:
+            model: 'default', a model folder, a .gguf file, a hub id, a tuneforge run folder or an adapter folder.
+            template: 'auto' (the tokenizer's own, which training saves into the model) or a registered name.
+            system: Default system prompt.
+        """
+        from tuneforge.models.loading import load_for_inference
+
+        loaded, tokenizer = load_for_inference(model)
+        loaded.eval()
+        return cls(loaded, tokenizer, resolve_template(template, tokenizer, system))
 
     def _stop_ids(self) -> list[int]:
         """The model's eos ids plus the template's end-of-turn token."""
@@ -95,3 +102,22 @@ class Engine:
     def chat(self, messages: list[Message], options: GenerationOptions | None = None, system: str = "") -> str:
         """The whole answer at once."""
         return "".join(self.stream(messages, options, system))
+
+    def generate_batch(self, prompts: list[list[Message]], options: GenerationOptions | None = None,
+                       system: str = "", batch_size: int = 8) -> list[str]:
+        """Answers to many prompts (left-padded batches; greedy by default)."""
+        import torch
+
+        options = options or GenerationOptions(temperature=0.0, repetition_penalty=1.0)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+        answers: list[str] = []
+        for start in range(0, len(prompts), batch_size):
+            ids = [self.prompt_ids(p, system) for p in prompts[start:start + batch_size]]
+            width = max(map(len, ids))
+            input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids])
+            mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=input_ids, attention_mask=mask, eos_token_id=self.stop_ids,
+                                          pad_token_id=pad, **options.kwargs())
+            answers += self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        return [a.strip() for a in answers]

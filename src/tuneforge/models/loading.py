@@ -128,13 +128,14 @@ def load_tokenizer(name_or_path: str, gguf_file: str | None = None) -> Any:
     """The tokenizer of a model, with a sane ``model_max_length`` and a pad token."""
     from transformers import AutoConfig, AutoTokenizer
 
-    path = resolve_model(name_or_path, gguf_file)
+    has_tokenizer = (Path(name_or_path) / "tokenizer_config.json").is_file()  # also adapter folders
+    path = name_or_path if has_tokenizer and not gguf_file else resolve_model(name_or_path, gguf_file)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as exc:
         raise ModelError("cannot load the tokenizer", [Problem(str(exc).splitlines()[0], file=path,
                          field="model.name_or_path", fix="check the model folder or id (no downloads in offline mode)")]) from None
-    if tokenizer.model_max_length > 1_000_000:  # "no limit" sentinels such as 1e30
+    if tokenizer.model_max_length > 1_000_000 and (Path(path) / "config.json").is_file():  # "no limit" sentinels
         config = AutoConfig.from_pretrained(path)
         tokenizer.model_max_length = getattr(config, "max_position_embeddings", _DEFAULT_MAX_LENGTH)
     if tokenizer.pad_token is None:
@@ -148,3 +149,35 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+RUN_STATE = "tuneforge_run.json"
+
+
+def trained_folder(path: str) -> str:
+    """A run folder stands for its final model (``<run>/model``); anything else is returned unchanged."""
+    p = Path(path)
+    if (p / RUN_STATE).is_file():
+        if not (p / "model" / "tuneforge_training.json").is_file():
+            raise ModelError("this run has no final model yet", [Problem(
+                "the run is unfinished", file=str(p), field="model", fix="finish it with the same `tuneforge train` "
+                "command (it resumes), or point at one of its checkpoints")])
+        return str(p / "model")
+    return path
+
+
+def load_for_inference(name_or_path: str, dtype: Any = None) -> tuple[Any, Any]:
+    """Model and tokenizer for generation: base models, run folders and LoRA adapter folders alike."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = trained_folder(name_or_path)
+    adapter = Path(path) / "adapter_config.json"
+    if adapter.is_file():
+        from peft import PeftModel
+
+        base = json.loads(adapter.read_text(encoding="utf-8"))["base_model_name_or_path"]
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(base), dtype=dtype or torch.float32)
+        return PeftModel.from_pretrained(model, path), load_tokenizer(path)
+    resolved = resolve_model(path)
+    return AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype or torch.float32), load_tokenizer(resolved)

@@ -1,0 +1,162 @@
+"""Fill every ``None`` hyper-parameter from the rules of DESIGN §10.2 and say why.
+
+Each rule is a small function returning ``(value, reason)``; :func:`recommend` applies them in order
+(later rules may read values filled by earlier ones) and returns the filled config with the list of
+what it filled. Values the user gave are never changed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tuneforge.config.schema import RunConfig
+
+#: Effective batch (examples per optimizer step) aimed at when the user gives neither batch nor accumulation.
+EFFECTIVE_BATCH = 16
+LORA_METHODS = ("lora", "dora", "qlora")
+
+
+@dataclass(frozen=True)
+class Advice:
+    """One filled value: the config key, the value and the rule that chose it."""
+
+    key: str
+    value: object
+    reason: str
+
+    def line(self) -> str:
+        """One human-readable line for the run log."""
+        return f"{self.key} = {self.value}  ({self.reason})"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the rules look at."""
+
+    n_train: int
+    n_params: int
+    on_gpu: bool
+
+
+def _epochs(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    table = [(300, 15), (3_000, 10), (15_000, 3), (60_000, 4), (math.inf, 2)]
+    epochs = next(e for limit, e in table if f.n_train < limit)
+    return epochs, f"{f.n_train} training examples: ~100 -> 15, ~1,000 -> 10, ~10,000 -> 2-3, 20-50k -> 4-5, 100k -> 2-3"
+
+
+def _learning_rate(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    size = f.n_params / 1e9
+    if cfg.method.name in LORA_METHODS:
+        lr = 2e-4 if size < 1 else 1e-4 if size < 10 else 5e-5
+        return lr, f"{cfg.method.name} on a {size:.2g}B model (adapters take higher rates: 1e-4..2e-4)"
+    lr = 1e-4 if size < 1 else 1e-5 if size < 10 else 5e-6
+    return lr, f"{cfg.method.name} fine-tuning of a {size:.2g}B model (<1B 1e-4, 1-10B 1e-5, >10B 5e-6)"
+
+
+def _batch_size(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    bs = 8 if f.on_gpu else 4
+    return bs, "a safe per-device batch on " + ("a GPU" if f.on_gpu else "a CPU (padding-free rows stay short)")
+
+
+def _gradient_accumulation(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    bs = cfg.training.batch_size or 1
+    per_epoch = max(1, f.n_train // bs)
+    ga = max(1, min(EFFECTIVE_BATCH // bs, per_epoch // 4 or 1))
+    return ga, f"effective batch {bs * ga} (aim {EFFECTIVE_BATCH}, but at least ~4 optimizer steps per epoch)"
+
+
+def _warmup(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    steps = total_steps(cfg, f.n_train)
+    if f.n_train < 1_000:
+        return 0.1, "small data: warm-up 0.1-0.2 of the steps"
+    if steps > 2_000:
+        return 0.03, f"a long run ({steps} steps): warm-up 0.02-0.05"
+    return 0.05, "warm-up 0.05-0.1 of the steps"
+
+
+def _weight_decay(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    return 0.01, "start at 0.01 (0.01-0.1); raise it when validation loss climbs"
+
+
+def _eval_steps(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    steps = total_steps(cfg, f.n_train)
+    return max(1, steps // 10), f"about 10 evaluations over {steps} steps"
+
+
+def _save_steps(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    return cfg.training.eval_steps, "save when evaluating, so every checkpoint has a validation loss"
+
+
+def _logging_steps(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    steps = total_steps(cfg, f.n_train)
+    return max(1, steps // 50), f"about 50 log lines over {steps} steps"
+
+
+def _lora_alpha(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    return float(2 * cfg.method.lora.rank), "alpha = 2 x rank"
+
+
+def _lora_dropout(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    if f.n_train < 10_000:
+        return 0.05, f"{f.n_train} examples is small data: dropout 0.05-0.1"
+    return 0.0, "large data: no dropout"
+
+
+Rule = Callable[[RunConfig, Facts], tuple[object, str]]
+#: (section, key, rule) in application order.
+RULES: list[tuple[str, str, Rule]] = [
+    ("training", "epochs", _epochs),
+    ("training", "learning_rate", _learning_rate),
+    ("training", "batch_size", _batch_size),
+    ("training", "gradient_accumulation", _gradient_accumulation),
+    ("training", "warmup_ratio", _warmup),
+    ("training", "weight_decay", _weight_decay),
+    ("training", "eval_steps", _eval_steps),
+    ("training", "save_steps", _save_steps),
+    ("training", "logging_steps", _logging_steps),
+    ("method.lora", "alpha", _lora_alpha),
+    ("method.lora", "dropout", _lora_dropout),
+]
+
+
+def total_steps(cfg: RunConfig, n_train: int) -> int:
+    """Optimizer steps: ``max_steps``, else epochs x ceil(n / (batch x accumulation))."""
+    t = cfg.training
+    if t.max_steps:
+        return t.max_steps
+    per_step = (t.batch_size or 1) * (t.gradient_accumulation or 1)
+    return max(1, math.ceil((t.epochs or 1) * math.ceil(n_train / per_step)))
+
+
+def recommend(cfg: RunConfig, n_train: int, n_params: int, on_gpu: bool = False) -> tuple[RunConfig, list[Advice]]:
+    """A copy of ``cfg`` with every ``None`` the rules cover filled, and what was filled and why.
+
+    Args:
+        cfg: The validated config.
+        n_train: Training examples (after splitting and replay).
+        n_params: Parameters of the base model.
+        on_gpu: Whether training runs on a GPU.
+    """
+    cfg = cfg.model_copy(deep=True)
+    facts = Facts(n_train, n_params, on_gpu)
+    filled: list[Advice] = []
+    for section, key, rule in RULES:
+        obj = cfg
+        for part in section.split("."):
+            obj = getattr(obj, part)
+        if getattr(obj, key) is None:
+            value, reason = rule(cfg, facts)
+            setattr(obj, key, value)
+            filled.append(Advice(f"{section}.{key}", value, reason))
+    return cfg, filled
+
+
+def step_warnings(cfg: RunConfig, n_train: int) -> list[str]:
+    """Advice on the resulting schedule (very few optimizer steps)."""
+    steps = total_steps(cfg, n_train)
+    if steps < 20:
+        return [f"only {steps} optimizer steps: the model will barely move; use a smaller batch or gradient "
+                "accumulation, or more epochs"]
+    return []

@@ -1,0 +1,30 @@
+"""``tuneforge train CONFIG [key=value ...]``."""
+
+from __future__ import annotations
+
+import typer
+
+from tuneforge.cli.common import console, handle_errors
+
+OVERRIDES = typer.Argument(None, help="key.sub=value overrides, e.g. training.learning_rate=1e-4")
+
+
+@handle_errors
+def train(config: str = typer.Argument(..., help="The run config (.yaml)."), overrides: list[str] = OVERRIDES,
+          overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run of the same name."),
+          no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs only).")) -> None:
+    """Train as configured; an unfinished run of the same name resumes from its last checkpoint."""
+    from tuneforge.config import load_config
+    from tuneforge.training.runner import train as run_training
+
+    cfg = load_config(config, overrides or [])
+    result = run_training(cfg, config, overwrite, echo=lambda m: console.print(m, highlight=False, markup=False),
+                          progress=not no_progress)
+    if result.interrupted:
+        return
+    console.print(f"[green]finished[/]: {result.steps} steps, final loss {result.final_loss}")
+    console.print(f"model: {result.run.model}")
+    for p in result.plots:
+        console.print(f"plot: {p}")
+    console.print(f"report: {result.report}")
+    console.print(f"run: {result.run.root}")

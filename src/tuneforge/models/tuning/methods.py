@@ -1,0 +1,138 @@
+"""full, freeze, lora, dora and qlora: each says how the model is loaded and what trains.
+
+LoRA-family methods are built on PEFT (``LoraConfig`` + ``get_peft_model``); QLoRA loads the base
+with bitsandbytes (4-bit NF4 with double quantisation, or 8-bit), which also runs on CPU since
+bitsandbytes 0.49.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.utils.errors import ConfigError, Problem
+from tuneforge.utils.names import Registry
+
+#: Module-name endings treated as attention projections for ``targets: attention``.
+ATTENTION_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv")
+
+
+class TuningMethod:
+    """Base: everything trains (full fine-tuning)."""
+
+    #: Whether the result is an adapter (saved and exported separately from the base).
+    adapter = False
+
+    def quantization_config(self, cfg: RunConfig, dtype: Any) -> Any:
+        """A transformers quantization config for loading the base, or None."""
+        return None
+
+    def apply(self, model: Any, cfg: RunConfig) -> Any:
+        """Return the model with exactly the parameters this method trains marked ``requires_grad``."""
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+
+
+class Freeze(TuningMethod):
+    """Train the last N transformer layers (and modules matching ``freeze.modules``); freeze the rest."""
+
+    def apply(self, model: Any, cfg: RunConfig) -> Any:
+        layers = _decoder_layers(model)
+        n = cfg.method.freeze.trainable_layers
+        if n > len(layers):
+            raise ConfigError("too many trainable layers", [Problem(
+                f"method.freeze.trainable_layers is {n} but the model has {len(layers)} layers",
+                field="method.freeze.trainable_layers", fix=f"use at most {len(layers)}")])
+        keep = {id(p) for layer in layers[len(layers) - n:] for p in layer.parameters()}
+        patterns = [re.compile(p) for p in cfg.method.freeze.modules]
+        for name, p in model.named_parameters():
+            p.requires_grad_(id(p) in keep or any(pat.search(name) for pat in patterns))
+        return model
+
+
+class Lora(TuningMethod):
+    """LoRA adapters (DoRA, rsLoRA, PiSSA/OLoRA init and LoRA+ are options)."""
+
+    adapter = True
+    dora = False
+
+    def apply(self, model: Any, cfg: RunConfig) -> Any:
+        from peft import get_peft_model
+
+        return get_peft_model(model, self.peft_config(model, cfg))
+
+    def peft_config(self, model: Any, cfg: RunConfig) -> Any:
+        """The PEFT ``LoraConfig`` for this run."""
+        from peft import LoraConfig
+
+        lora = cfg.method.lora
+        init: bool | str = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}[lora.init]
+        return LoraConfig(r=lora.rank, lora_alpha=lora.alpha or 2 * lora.rank, lora_dropout=lora.dropout or 0.0,
+                          target_modules=_targets(model, lora.targets), use_dora=lora.use_dora or self.dora,
+                          use_rslora=lora.use_rslora, init_lora_weights=init, task_type="CAUSAL_LM")
+
+
+class Dora(Lora):
+    """LoRA with weight decomposition (magnitude + direction)."""
+
+    dora = True
+
+
+class QLora(Lora):
+    """LoRA on a bitsandbytes-quantised base (4-bit NF4 + double quantisation, or 8-bit)."""
+
+    def quantization_config(self, cfg: RunConfig, dtype: Any) -> Any:
+        from transformers import BitsAndBytesConfig
+
+        if cfg.method.quant_bits == 8:
+            return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=dtype)
+
+    def apply(self, model: Any, cfg: RunConfig) -> Any:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
+        return super().apply(model, cfg)
+
+
+TUNING: Registry[TuningMethod] = Registry("tuning method")
+for _name, _cls in {"full": TuningMethod, "freeze": Freeze, "lora": Lora, "dora": Dora, "qlora": QLora}.items():
+    TUNING.register(_name, _cls())
+
+
+def _decoder_layers(model: Any) -> Any:
+    """The list of transformer blocks (``model.model.layers`` for Llama-like models)."""
+    for path in ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers"):
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None:
+            return obj
+    raise ConfigError("cannot find the transformer layers", [Problem(
+        f"{type(model).__name__} has none of model.layers / transformer.h", field="method.name",
+        fix="use method lora or full, or name modules in method.freeze.modules")])
+
+
+def _targets(model: Any, targets: str | list[str]) -> str | list[str]:
+    if targets == "all-linear":
+        return "all-linear"
+    if targets == "attention":
+        names = sorted({n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n.endswith(ATTENTION_NAMES)})
+        if not names:
+            raise ConfigError("no attention projections found", [Problem(
+                "targets 'attention' matched no module", field="method.lora.targets",
+                fix="list module names, e.g. [q_proj, v_proj], or use all-linear")])
+        return names
+    return [targets] if isinstance(targets, str) else list(targets)
+
+
+def trainable_summary(model: Any) -> dict[str, int]:
+    """Trainable and total parameter counts."""
+    total = trainable = 0
+    for p in model.parameters():
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return {"trainable": trainable, "total": total}

@@ -1,0 +1,91 @@
+"""Training data: load, split, add replay, process, and describe it (``data_report.json``)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.data.loader import load_data, raw_keys, require_usable
+from tuneforge.data.processors.base import Processed, ProcessOptions, process_examples
+from tuneforge.data.quality import length_summary
+from tuneforge.data.records import Example, Message
+from tuneforge.data.split import split_items
+from tuneforge.data.templates import ChatTemplate
+from tuneforge.utils.errors import DataError, Problem
+
+#: Generates answers for prompts (the base model's own, for self-distilled replay).
+Answerer = Callable[[list[list[Message]]], list[str]]
+
+
+@dataclass
+class TrainingData:
+    """Processed splits plus what the run log and report need."""
+
+    train: Processed
+    eval: Processed | None
+    test: list[Example]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(cfg: RunConfig, tokenizer: Any, template: ChatTemplate, stage: str,
+            answerer: Answerer | None = None) -> TrainingData:
+    """Everything between the config's datasets and token columns; refuses unusable data.
+
+    Raises:
+        DataError: parse errors (unless ``data.skip_invalid``), wrong kinds, unfilled placeholders,
+            or no training example left.
+    """
+    data = load_data(cfg.data)
+    require_usable(data, stage, skip_invalid=cfg.data.skip_invalid, strict_placeholders=True)
+    if cfg.data.eval_datasets:
+        train, val, test = data.examples, _load_eval(cfg, stage), []
+    else:
+        train, val, test = split_items(data.examples, [str(raw_keys(ex)) for ex in data.examples], cfg.data.split,
+                                       cfg.data.seed)
+    replay = _replay(cfg, stage, len(train), answerer)
+    opts = ProcessOptions(tokenizer, template, cfg.data.max_length, cfg.template.train_on_prompt,
+                          cfg.template.mask_history)
+    processed = process_examples(train + replay, opts)
+    if len(processed) == 0:
+        raise DataError("no training example survived processing", [Problem(
+            f"all {len(train)} examples were dropped: {processed.stats.dropped}", field="data.max_length",
+            fix="raise data.max_length or shorten the prompts")])
+    evaluated = process_examples(val, opts) if val else None
+    report = {
+        "examples": {"train": len(train), "replay": len(replay), "validation": len(val), "test": len(test)},
+        "datasets": [{"name": r.name, "format": r.format, "records": r.records, "used": r.used} for r in data.reports],
+        "processed": {"rows": len(processed), "truncated": processed.stats.truncated,
+                      "dropped": processed.stats.dropped, "turns_dropped": processed.stats.turns_dropped},
+        "token_lengths": length_summary(processed.stats.lengths), "max_length": cfg.data.max_length,
+        "trained_tokens": sum(sum(1 for x in row if x != -100) for row in processed.columns["labels"]),
+        "warnings": [w.to_dict() for w in data.warnings],
+        "invalid_skipped": len(data.errors) if cfg.data.skip_invalid else 0,
+    }
+    return TrainingData(processed, evaluated if evaluated is not None and len(evaluated) else None, test, report)
+
+
+def _load_eval(cfg: RunConfig, stage: str) -> list[Example]:
+    data = load_data(cfg.data, cfg.data.eval_datasets)
+    require_usable(data, stage, skip_invalid=cfg.data.skip_invalid, strict_placeholders=True)
+    return data.examples
+
+
+def _replay(cfg: RunConfig, stage: str, n_train: int, answerer: Answerer | None) -> list[Example]:
+    """A seeded sample of the replay datasets, ``replay_ratio`` x the training-set size."""
+    if not cfg.data.replay or cfg.data.replay_ratio == 0:
+        return []
+    data = load_data(cfg.data, cfg.data.replay)
+    require_usable(data, stage, skip_invalid=cfg.data.skip_invalid)
+    k = max(1, round(cfg.data.replay_ratio * n_train))
+    rng = random.Random(cfg.data.seed)
+    pool = data.examples
+    picked = rng.sample(pool, k) if k <= len(pool) else [rng.choice(pool) for _ in range(k)]
+    if cfg.data.replay_self_answers and answerer is not None and stage == "sft":
+        prompts = [ex.messages[:-1] for ex in picked]
+        answers = answerer(prompts)
+        picked = [Example("sft", ex.origin, [*ex.messages[:-1], Message("assistant", a)], ex.system, ex.tools)
+                  for ex, a in zip(picked, answers, strict=True) if a.strip()]
+    return picked

@@ -1,0 +1,87 @@
+"""Curves and the diagnosis rules of DESIGN §10.3, written to plots/ and report.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train rows and eval rows of ``train_log.jsonl``."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if path.is_file() else []
+    return [r for r in rows if "loss" in r], [r for r in rows if "eval_loss" in r]
+
+
+def plot_curves(log: Path, out_dir: Path) -> list[Path]:
+    """``loss.png`` and ``ppl.png`` with train and eval curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, evals = read_log(log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for key, label in (("loss", "loss"), ("ppl", "perplexity")):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot([r["step"] for r in train], [r.get(key) for r in train], label=f"train {label}")
+        if evals:
+            ax.plot([r["step"] for r in evals], [r.get(f"eval_{key}") for r in evals], "o-", label=f"eval {label}")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        if key == "ppl":
+            ax.set_yscale("log")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        path = out_dir / f"{key}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def diagnose(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> list[str]:
+    """The §10.3 rules applied to the curves; each finding says what to do."""
+    losses = np.array([r["loss"] for r in train if r.get("loss") is not None], dtype=float)
+    if len(losses) < 4:
+        return ["too few logged steps to judge the curves (lower training.logging_steps)"]
+    q = max(1, len(losses) // 4)
+    first, last, before_last = losses[:q].mean(), losses[-q:].mean(), losses[-2 * q:-q].mean()
+    out = []
+    if last > first:
+        out.append(f"loss is rising (first quarter {first:.3f} -> last quarter {last:.3f}): training is not "
+                   "converging; lower the learning rate and check the data")
+    elif before_last - last > 0.05 * before_last:
+        out.append(f"loss is still falling at the end ({before_last:.3f} -> {last:.3f}): not converged yet; add "
+                   "epochs or data")
+    third = losses[: max(1, len(losses) // 3)]
+    if third.min() < 0.05:
+        out.append("loss is near 0 (perplexity near 1) within the first third of training: overfitting; retrain "
+                   "with about a third of the epochs")
+    if len(evals) >= 2:
+        ev = np.array([r["eval_loss"] for r in evals], dtype=float)
+        if ev[-1] > ev.min() * 1.1 and ev[-1] > last * 1.5:
+            out.append(f"validation loss {ev[-1]:.3f} is well above training loss {last:.3f} and rising from its "
+                       f"best {ev.min():.3f}: overfitting; raise weight decay, add data or stop early")
+    return out or ["the loss fell and flattened in the second half: training converged normally"]
+
+
+def write_report(root: Path, log: Path, summary: dict[str, Any], advice: list[str], plots: list[Path]) -> Path:
+    """``report.md``: the run summary, filled hyper-parameters with reasons, diagnosis and plots."""
+    train, evals = read_log(log)
+    lines = ["# Training report", "", "## Summary", ""]
+    lines += [f"- {k}: {v}" for k, v in summary.items()]
+    lines += ["", "## Values chosen by advice (DESIGN §10.2)", ""]
+    lines += [f"- {a}" for a in advice] or ["- none (everything was set in the config)"]
+    lines += ["", "## Diagnosis (DESIGN §10.3)", ""] + [f"- {d}" for d in diagnose(train, evals)]
+    if evals:
+        lines += ["", "## Evaluation loss", "", "| step | eval_loss | eval_ppl |", "|---|---|---|"]
+        lines += [f"| {r['step']} | {r['eval_loss']:.4f} | {r.get('eval_ppl')} |" for r in evals]
+    lines += ["", "## Curves", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
+    path = root / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,229 @@
+"""The one training path: data -> advice -> model -> method -> Trainer -> saved model, report, plots."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneforge.advice.recommend import recommend, step_warnings, total_steps
+from tuneforge.config.schema import RunConfig
+from tuneforge.data.templates import ChatTemplate, resolve_template
+from tuneforge.data.templates.check import template_warnings
+from tuneforge.models.loading import load_tokenizer, resolve_model
+from tuneforge.models.tuning import TUNING, trainable_summary
+from tuneforge.training import data as training_data
+from tuneforge.training.callbacks import Interrupt, JsonlLogger, NanGuard, Progress
+from tuneforge.training.precision import Precision, choose_precision
+from tuneforge.training.report import plot_curves, read_log, write_report
+from tuneforge.training.rundir import RunDir, open_run
+from tuneforge.training.stages import STAGES
+from tuneforge.utils.errors import ConfigError, Problem
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or interrupted) run produced."""
+
+    run: RunDir
+    interrupted: bool
+    steps: int
+    final_loss: float | None
+    report: Path | None = None
+    plots: list[Path] = field(default_factory=list)
+
+
+def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = False, echo: Echo = print,
+          progress: bool = True) -> TrainResult:
+    """Train one stage as configured; resumes an unfinished run in the same folder.
+
+    Raises:
+        TuneforgeError: bad config or data, a finished run in the way, a NaN loss, no disk space.
+    """
+    stage = _stage(cfg)
+    _set_threads(cfg)
+    run, resuming = open_run(cfg, config_path, overwrite)
+    echo(f"run: {run.root}" + ("  (resuming from " + str(run.last_checkpoint()) + ")" if resuming else ""))
+    precision = choose_precision(cfg.training.precision)
+    echo(f"precision: {precision.name} on {precision.device} ({precision.reason})")
+    base = resolve_model(cfg.model.name_or_path, cfg.model.gguf_file)
+    tokenizer = load_tokenizer(base)
+    template = resolve_template(cfg.template.name, tokenizer, cfg.template.system)
+    for w in template_warnings(template, tokenizer):
+        echo(f"warning: {w.message}")
+    method = TUNING.get(cfg.method.name)
+    model = _load_model(base, cfg, precision, method)
+    data = training_data.prepare(cfg, tokenizer, template, stage.name, _answerer(model, tokenizer, template))
+    cfg, advice = recommend(cfg, len(data.train), sum(p.numel() for p in model.parameters()),
+                            precision.device == "cuda")
+    for a in advice:
+        echo(f"advice: {a.line()}")
+    for w in step_warnings(cfg, len(data.train)):
+        echo(f"warning: {w}")
+    _write_inputs(run, cfg, data.report, [a.line() for a in advice])
+    model = method.apply(model, cfg)
+    counts = trainable_summary(model)
+    echo(f"method: {cfg.method.name}, trainable parameters {counts['trainable']:,} of {counts['total']:,}")
+    trainer, guard, interrupt = _build_trainer(cfg, run, model, tokenizer, data, precision, stage, progress)
+    run.set_state("running", base_model=base)
+    trainer.train(resume_from_checkpoint=run.last_checkpoint() if resuming else None)
+    guard.raise_if_tripped(run.last_checkpoint())
+    train_rows, _ = read_log(run.log)
+    final_loss = train_rows[-1]["loss"] if train_rows else None
+    if interrupt.requested:
+        run.set_state("interrupted", step=trainer.state.global_step)
+        echo(f"interrupted: checkpoint saved at step {trainer.state.global_step}; run the same command to resume")
+        return TrainResult(run, True, trainer.state.global_step, final_loss)
+    _save_final(trainer, run, tokenizer, template, cfg, base, stage.name, method.adapter)
+    plots = plot_curves(run.log, run.plots)
+    summary = {"stage": stage.name, "method": cfg.method.name, "base model": base, "steps": trainer.state.global_step,
+               "final train loss": final_loss, "precision": f"{precision.name} ({precision.reason})",
+               "trainable parameters": f"{counts['trainable']:,} of {counts['total']:,}",
+               "training rows": len(data.train), "model": str(run.model)}
+    report = write_report(run.root, run.log, summary, [a.line() for a in advice], plots)
+    run.set_state("finished", step=trainer.state.global_step)
+    return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots)
+
+
+def _stage(cfg: RunConfig) -> Any:
+    if cfg.training.stage not in STAGES:
+        raise ConfigError("stage not available yet", [Problem(
+            f"training.stage {cfg.training.stage!r} is not implemented yet", field="training.stage",
+            fix=f"use one of: {', '.join(STAGES.names())}")])
+    return STAGES.get(cfg.training.stage)
+
+
+def _set_threads(cfg: RunConfig) -> None:
+    import torch
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(cfg.training.threads or usable)
+
+
+def _load_model(base: str, cfg: RunConfig, precision: Precision, method: Any) -> Any:
+    """The base model: fp32 master weights for full/freeze, compute dtype for adapters on GPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    on_gpu = precision.device == "cuda"
+    dtype = precision.dtype if (method.adapter and on_gpu) else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": _attention(on_gpu)}
+    quant = method.quantization_config(cfg, precision.dtype if on_gpu else torch.float32)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": 0} if on_gpu else {"": "cpu"}
+    model = AutoModelForCausalLM.from_pretrained(base, trust_remote_code=cfg.model.trust_remote_code, **kwargs)
+    model.config.use_cache = False  # required for exact padding-free attention (see data/collators.py)
+    if cfg.training.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    return model
+
+
+def _attention(on_gpu: bool) -> str:
+    """flash-attention 2 on CUDA when installed, else PyTorch SDPA."""
+    if on_gpu:
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is not None:
+            return "flash_attention_2"
+    return "sdpa"
+
+
+def _answerer(model: Any, tokenizer: Any, template: ChatTemplate) -> training_data.Answerer:
+    def answer(prompts: list[Any]) -> list[str]:
+        from tuneforge.inference.engine import Engine
+
+        model.config.use_cache = True
+        try:
+            return Engine(model.eval(), tokenizer, template).generate_batch(prompts)
+        finally:
+            model.config.use_cache = False
+            model.train()
+
+    return answer
+
+
+def _write_inputs(run: RunDir, cfg: RunConfig, report: dict[str, Any], advice: list[str]) -> None:
+    resolved = cfg.model_dump(mode="json")
+    text = "# resolved config: every default filled in\n"
+    text += "".join(f"# advice: {a}\n" for a in advice)
+    (run.root / "config.yaml").write_text(text + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True),
+                                          encoding="utf-8")
+    (run.root / "data_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _build_trainer(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, data: Any, precision: Precision,
+                   stage: Any, progress: bool) -> tuple[Any, NanGuard, Interrupt]:
+    from datasets import Dataset
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import EarlyStoppingCallback
+    from transformers.integrations import TensorBoardCallback
+
+    t = cfg.training
+    has_eval = data.eval is not None
+    args = _training_args(cfg, run, precision, has_eval)
+    ref: list[Any] = []
+    guard, interrupt = NanGuard(), Interrupt()
+    callbacks = [JsonlLogger(run.log, ref), guard, interrupt, Progress(ref, progress),
+                 TensorBoardCallback(tb_writer=SummaryWriter(str(run.root / "tensorboard")))]
+    if t.early_stopping_patience and has_eval:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    trainer = stage.trainer_class(
+        model=model, args=args, train_dataset=Dataset.from_dict(data.train.columns),
+        eval_dataset=Dataset.from_dict(data.eval.columns) if has_eval else None,
+        data_collator=stage.collator(cfg, tokenizer, _attention(precision.device == "cuda") == "flash_attention_2"),
+        processing_class=tokenizer, callbacks=callbacks,
+        loraplus_lr_ratio=cfg.method.lora.loraplus_lr_ratio if TUNING.get(cfg.method.name).adapter else None)
+    ref.append(trainer)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer, guard, interrupt
+
+
+def _training_args(cfg: RunConfig, run: RunDir, precision: Precision, has_eval: bool) -> Any:
+    from transformers import TrainingArguments
+
+    t = cfg.training
+    scheduler = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[t.scheduler]
+    return TrainingArguments(
+        output_dir=str(run.checkpoints), num_train_epochs=t.epochs or 1, max_steps=t.max_steps or -1,
+        learning_rate=t.learning_rate, per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation,
+        lr_scheduler_type=scheduler, warmup_steps=t.warmup_ratio or 0.0, weight_decay=t.weight_decay or 0.0,
+        max_grad_norm=t.max_grad_norm, bf16=precision.name == "bf16", fp16=precision.name == "fp16",
+        use_cpu=precision.device == "cpu", eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_steps,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
+        logging_steps=t.logging_steps, seed=t.seed, data_seed=t.seed, report_to="none", disable_tqdm=True,
+        remove_unused_columns=False, train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length", dataloader_num_workers=0,
+        metric_for_best_model="eval_loss" if has_eval else None, greater_is_better=False if has_eval else None,
+        gradient_checkpointing=False)  # enabled on the model itself, before any PEFT wrapping
+
+
+def _save_final(trainer: Any, run: RunDir, tokenizer: Any, template: ChatTemplate, cfg: RunConfig, base: str,
+                stage: str, adapter: bool) -> None:
+    """The final adapter or model, with the tokenizer carrying the training chat template."""
+    import shutil
+
+    tmp = run.root / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tokenizer.chat_template = template.source  # chat, serve, eval and export render as training did
+    tokenizer.save_pretrained(str(tmp))
+    meta = {"base_model": base, "stage": stage, "method": cfg.method.name, "adapter": adapter,
+            "template": template.name, "eot": template.eot, "steps": trainer.state.global_step,
+            "max_length": cfg.data.max_length, "total_steps_planned": total_steps(cfg, len(trainer.train_dataset))}
+    (tmp / "tuneforge_training.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if run.model.exists():
+        shutil.rmtree(run.model)
+    os.replace(tmp, run.model)
