@@ -27,3 +27,7 @@ def main() -> None:
     """Console-script entry point."""
     quiet_libraries()
     app()
+
+
+if __name__ == "__main__":
+    main()

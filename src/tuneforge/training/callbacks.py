@@ -53,8 +53,8 @@ class NanGuard(TrainerCallback):
         self.bad_step: int | None = None
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
+        values = [(logs or {}).get(k) for k in ("loss", "grad_norm", "eval_loss")]
+        if any(v is not None and not math.isfinite(v) for v in values):
             self.bad_step = state.global_step
             control.should_training_stop = True
             control.should_save = False
@@ -63,7 +63,7 @@ class NanGuard(TrainerCallback):
         """Turn a tripped guard into a clear error."""
         if self.bad_step is not None:
             raise NonFiniteLossError("the loss became NaN/inf", [Problem(
-                f"non-finite loss at step {self.bad_step}; training stopped, nothing was saved after it "
+                f"non-finite loss or gradient at step {self.bad_step}; training stopped, nothing was saved after it "
                 f"(last good checkpoint: {last_checkpoint or 'none'})", field="training.learning_rate",
                 fix="lower training.learning_rate, check the data for empty or garbled records, or use "
                     "training.precision: fp32")])

@@ -55,6 +55,8 @@ def diagnose(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> list[s
     if last > first:
         out.append(f"loss is rising (first quarter {first:.3f} -> last quarter {last:.3f}): training is not "
                    "converging; lower the learning rate and check the data")
+    elif first - last < 0.02 * first:
+        out.append(f"loss barely moved ({first:.3f} -> {last:.3f}): raise the learning rate or train longer")
     elif before_last - last > 0.05 * before_last:
         out.append(f"loss is still falling at the end ({before_last:.3f} -> {last:.3f}): not converged yet; add "
                    "epochs or data")

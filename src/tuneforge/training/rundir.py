@@ -85,7 +85,20 @@ def open_run(cfg: RunConfig, config_path: str | None, overwrite: bool = False) -
         shutil.rmtree(run.root)
         status = None
     run.root.mkdir(parents=True, exist_ok=True)
-    resuming = status is not None and run.last_checkpoint() is not None
-    if not resuming and run.log.exists():
+    last = run.last_checkpoint() if status is not None else None
+    if last is None and run.log.exists():
         run.log.unlink()  # an unfinished run without any checkpoint starts over
-    return run, resuming
+    elif last is not None:
+        trim_log(run.log, int(Path(last).name.rsplit("-", 1)[1]))
+    return run, last is not None
+
+
+def trim_log(log: Path, step: int) -> None:
+    """Drop log lines after ``step`` (logged before a kill, they will be logged again after resuming)."""
+    if not log.is_file():
+        return
+    lines = [ln for ln in log.read_text(encoding="utf-8").splitlines()
+             if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    tmp = log.with_suffix(".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+    os.replace(tmp, log)

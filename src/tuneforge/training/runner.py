@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from transformers import set_seed
 
 from tuneforge.advice.recommend import recommend, step_warnings, total_steps
 from tuneforge.config.schema import RunConfig
@@ -38,6 +39,7 @@ class TrainResult:
     final_loss: float | None
     report: Path | None = None
     plots: list[Path] = field(default_factory=list)
+    model: Any = None  # the trained model in memory (tests and multi-stage runs use it)
 
 
 def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = False, echo: Echo = print,
@@ -68,19 +70,24 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     for w in step_warnings(cfg, len(data.train)):
         echo(f"warning: {w}")
     _write_inputs(run, cfg, data.report, [a.line() for a in advice])
+    set_seed(cfg.training.seed)  # adapter initialisation is random: same seed, same run
     model = method.apply(model, cfg)
     counts = trainable_summary(model)
     echo(f"method: {cfg.method.name}, trainable parameters {counts['trainable']:,} of {counts['total']:,}")
     trainer, guard, interrupt = _build_trainer(cfg, run, model, tokenizer, data, precision, stage, progress)
     run.set_state("running", base_model=base)
-    trainer.train(resume_from_checkpoint=run.last_checkpoint() if resuming else None)
-    guard.raise_if_tripped(run.last_checkpoint())
+    try:
+        trainer.train(resume_from_checkpoint=run.last_checkpoint() if resuming else None)
+        guard.raise_if_tripped(run.last_checkpoint())
+    except Exception:
+        run.set_state("failed", step=trainer.state.global_step)
+        raise
     train_rows, _ = read_log(run.log)
     final_loss = train_rows[-1]["loss"] if train_rows else None
     if interrupt.requested:
         run.set_state("interrupted", step=trainer.state.global_step)
         echo(f"interrupted: checkpoint saved at step {trainer.state.global_step}; run the same command to resume")
-        return TrainResult(run, True, trainer.state.global_step, final_loss)
+        return TrainResult(run, True, trainer.state.global_step, final_loss, model=trainer.model)
     _save_final(trainer, run, tokenizer, template, cfg, base, stage.name, method.adapter)
     plots = plot_curves(run.log, run.plots)
     summary = {"stage": stage.name, "method": cfg.method.name, "base model": base, "steps": trainer.state.global_step,
@@ -89,7 +96,7 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
                "training rows": len(data.train), "model": str(run.model)}
     report = write_report(run.root, run.log, summary, [a.line() for a in advice], plots)
     run.set_state("finished", step=trainer.state.global_step)
-    return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots)
+    return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model)
 
 
 def _stage(cfg: RunConfig) -> Any:
@@ -205,7 +212,7 @@ def _training_args(cfg: RunConfig, run: RunDir, precision: Precision, has_eval: 
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps, seed=t.seed, data_seed=t.seed, report_to="none", disable_tqdm=True,
         remove_unused_columns=False, train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        length_column_name="length", dataloader_num_workers=0,
+        length_column_name="length", dataloader_num_workers=0, logging_nan_inf_filter=False,
         metric_for_best_model="eval_loss" if has_eval else None, greater_is_better=False if has_eval else None,
         gradient_checkpointing=False)  # enabled on the model itself, before any PEFT wrapping
 

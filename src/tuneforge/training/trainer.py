@@ -59,6 +59,18 @@ class TuneforgeTrainer(Trainer):
         loss = loss / (denom.to(loss.device) if torch.is_tensor(denom) else denom)
         return (loss, outputs) if return_outputs else loss
 
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """Length-grouped batches whose order depends only on (seed, epoch), so a resumed run sees the same order.
+
+        transformers' own ``LengthGroupedSampler`` draws from the global RNG, whose state at the start of an
+        epoch differs after a resume; this one is reseeded per epoch through ``set_epoch``.
+        """
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or "length" not in dataset.column_names:
+            return super()._get_train_sampler(train_dataset)
+        batch = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+        return EpochLengthGroupedSampler(list(dataset["length"]), batch, self.args.data_seed or self.args.seed)
+
     def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
                         ignore_keys: list[str] | None = None) -> tuple[Any, Any, Any]:
         """Evaluation loss with the same sparse computation (mean over the batch's labels)."""
@@ -122,3 +134,23 @@ class TuneforgeTrainer(Trainer):
 
 class DiskSpaceError(TuneforgeError):
     """Raised before writing a checkpoint that would not fit."""
+
+
+class EpochLengthGroupedSampler(torch.utils.data.Sampler):
+    """Indices grouped into similar-length batches, shuffled by a generator seeded with seed + epoch."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int) -> None:
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by accelerate at the start of every epoch (also when resuming)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Any:
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))

@@ -1,0 +1,43 @@
+"""Helpers for end-to-end runs on tiny random models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import write_json
+
+QA = [{"instruction": f"What is {a} plus {b}?", "input": "", "output": f"{a} plus {b} is {a + b}."}
+      for a in range(8) for b in range(5)]
+
+
+@pytest.fixture()
+def sft_data(tmp_path: Path) -> Path:
+    return write_json(tmp_path / "qa.json", QA)
+
+
+def write_config(tmp_path: Path, model: Path, data: Path, **sections: dict[str, Any]) -> Path:
+    """A run config for a tiny model: few steps, deterministic, everything under tmp_path."""
+    cfg: dict[str, Any] = {
+        "model": {"name_or_path": str(model)},
+        "data": {"datasets": [str(data)], "max_length": 128, "split": [0.8, 0.2, 0.0]},
+        "method": {"name": "lora", "lora": {"rank": 4, "dropout": 0.0}},
+        "training": {"max_steps": 8, "learning_rate": 5e-3, "batch_size": 4, "gradient_accumulation": 1,
+                     "logging_steps": 1, "eval_steps": 4, "save_steps": 4, "warmup_ratio": 0.0},
+        "output": {"dir": str(tmp_path / "runs"), "name": "r"},
+    }
+    for section, values in sections.items():
+        cfg.setdefault(section, {}).update(values)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def losses(run: Path) -> dict[int, float]:
+    rows = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines() if x.strip()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
