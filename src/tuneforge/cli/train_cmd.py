@@ -18,6 +18,16 @@ def train(config: str = typer.Argument(..., help="The run config (.yaml)."), ove
     from tuneforge.training.runner import train as run_training
 
     cfg = load_config(config, overrides or [])
+    if cfg.stages:
+        from tuneforge.training.multistage import train_stages
+
+        results = train_stages(cfg, config, overwrite, echo=lambda m: console.print(m, highlight=False, markup=False),
+                               progress=not no_progress)
+        for r in results:
+            console.print(f"stage: {r.run.root}  ({r.steps} steps)")
+        console.print(f"report: {results[-1].run.root.parent / 'report.md'}")
+        console.print(f"run: {results[-1].run.root.parent}")
+        return
     result = run_training(cfg, config, overwrite, echo=lambda m: console.print(m, highlight=False, markup=False),
                           progress=not no_progress)
     if result.interrupted:

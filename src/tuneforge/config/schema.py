@@ -200,6 +200,19 @@ class OutputConfig(Section):
     overwrite: bool = Field(False, description="Overwrite a finished run with the same name.")
 
 
+class StageConfig(Section):
+    """One stage of a multi-stage run: overrides of the sections for this stage only."""
+
+    name: str = Field(..., description="Stage name (its sub-folder is NN-name).")
+    data: dict[str, Any] = Field(default_factory=dict, description="Overrides of the data section.")
+    template: dict[str, Any] = Field(default_factory=dict, description="Overrides of the template section.")
+    method: dict[str, Any] = Field(default_factory=dict, description="Overrides of the method section.")
+    training: dict[str, Any] = Field(default_factory=dict, description="Overrides of the training section.")
+    replay_ratio: float = Field(
+        0.1, ge=0, le=10, description="Replay of earlier stages' data, as a share of this stage's training set."
+    )
+
+
 class RunConfig(Section):
     """A whole run: one YAML file, every command accepts it."""
 
@@ -210,3 +223,8 @@ class RunConfig(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    stages: list[StageConfig] = Field(
+        default_factory=list,
+        description="Multi-stage incremental training: each stage starts from the previous one's result, "
+        "replays earlier data and defaults to half the previous learning rate.",
+    )

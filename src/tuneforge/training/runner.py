@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from tuneforge.training.stages import STAGES
 from tuneforge.utils.errors import ConfigError, Problem
 
 Echo = Callable[[str], None]
+#: Length of the base model's own answers used as replay data (short answers keep replay cheap).
+REPLAY_MAX_NEW_TOKENS = 128
 
 
 @dataclass
@@ -40,6 +43,8 @@ class TrainResult:
     report: Path | None = None
     plots: list[Path] = field(default_factory=list)
     model: Any = None  # the trained model in memory (tests and multi-stage runs use it)
+    tokens: int = 0  # input tokens (no padding) processed by this invocation's training loop
+    train_seconds: float = 0.0  # wall time of the training loop
 
 
 def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = False, echo: Echo = print,
@@ -76,18 +81,21 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     echo(f"method: {cfg.method.name}, trainable parameters {counts['trainable']:,} of {counts['total']:,}")
     trainer, guard, interrupt = _build_trainer(cfg, run, model, tokenizer, data, precision, stage, progress)
     run.set_state("running", base_model=base)
+    started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=run.last_checkpoint() if resuming else None)
         guard.raise_if_tripped(run.last_checkpoint())
     except Exception:
         run.set_state("failed", step=trainer.state.global_step)
         raise
+    seconds = time.perf_counter() - started
     train_rows, _ = read_log(run.log)
     final_loss = train_rows[-1]["loss"] if train_rows else None
     if interrupt.requested:
         run.set_state("interrupted", step=trainer.state.global_step)
         echo(f"interrupted: checkpoint saved at step {trainer.state.global_step}; run the same command to resume")
-        return TrainResult(run, True, trainer.state.global_step, final_loss, model=trainer.model)
+        return TrainResult(run, True, trainer.state.global_step, final_loss, model=trainer.model,
+                           tokens=trainer.tokens_seen, train_seconds=seconds)
     _save_final(trainer, run, tokenizer, template, cfg, base, stage.name, method.adapter)
     plots = plot_curves(run.log, run.plots)
     summary = {"stage": stage.name, "method": cfg.method.name, "base model": base, "steps": trainer.state.global_step,
@@ -96,7 +104,8 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
                "training rows": len(data.train), "model": str(run.model)}
     report = write_report(run.root, run.log, summary, [a.line() for a in advice], plots)
     run.set_state("finished", step=trainer.state.global_step)
-    return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model)
+    return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model,
+                       trainer.tokens_seen, seconds)
 
 
 def _stage(cfg: RunConfig) -> Any:
@@ -146,11 +155,12 @@ def _attention(on_gpu: bool) -> str:
 
 def _answerer(model: Any, tokenizer: Any, template: ChatTemplate) -> training_data.Answerer:
     def answer(prompts: list[Any]) -> list[str]:
-        from tuneforge.inference.engine import Engine
+        from tuneforge.inference.engine import Engine, GenerationOptions
 
         model.config.use_cache = True
         try:
-            return Engine(model.eval(), tokenizer, template).generate_batch(prompts)
+            options = GenerationOptions(REPLAY_MAX_NEW_TOKENS, temperature=0.0, repetition_penalty=1.1)
+            return Engine(model.eval(), tokenizer, template).generate_batch(prompts, options)
         finally:
             model.config.use_cache = False
             model.train()

@@ -1,0 +1,226 @@
+"""LoRA SFT training speed and memory: tuneforge vs TRL's SFTTrainer vs plain HF Trainer.
+
+Same model (the default SmolLM2-135M-Instruct), same data (alpaca_en_demo.json), LoRA rank 8 on all
+linear layers, max_length 512, the same effective batch (4 x 2 accumulation) and number of optimizer
+steps, learning rate 2e-4, seed 42. Each contender runs in its own subprocess (so peak RSS is its
+own); with ``--repeats`` > 1 the contenders are interleaved and medians reported.
+
+- tuneforge: ``tuneforge.training.runner.train`` (padding-free batches, loss only at labelled positions,
+  length grouping, automatic precision);
+- TRL: ``SFTTrainer`` with its defaults on the same records as prompt/completion conversations (only
+  ``use_cpu``/``bf16=False`` set on a CPU without bf16, because its defaults refuse to start there);
+- HF: ``Trainer`` on the same token ids with ``DataCollatorForSeq2Seq`` padding and the model's own loss.
+
+Prints real (non-pad) tokens/s, peak RSS and final loss per contender, tuneforge's achieved GFLOP/s
+against a dense matmul measured in the same run, and ends with exactly::
+
+    tokens/s ratio tuneforge/TRL: <x>
+    peak RSS ratio tuneforge/TRL: <x>
+    matmul utilisation: <p>%
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+warnings.filterwarnings("ignore")
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "llamafactory" / "alpaca_en_demo.json"
+BATCH, ACCUM, MAX_LENGTH, LR, RANK, SEED = 4, 2, 512, 2e-4, 8, 42
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_tuneforge(data: Path, steps: int, work: str) -> dict[str, Any]:
+    from tuneforge.config.schema import RunConfig
+    from tuneforge.training.runner import train
+
+    cfg = RunConfig.model_validate({
+        "data": {"datasets": [str(data)], "max_length": MAX_LENGTH, "split": [1, 0, 0]},
+        "method": {"name": "lora", "lora": {"rank": RANK, "alpha": 2 * RANK, "dropout": 0.0, "targets": "all-linear"}},
+        "training": {"max_steps": steps, "learning_rate": LR, "batch_size": BATCH, "gradient_accumulation": ACCUM,
+                     "warmup_ratio": 0.0, "weight_decay": 0.0, "logging_steps": 1, "save_steps": 10_000,
+                     "scheduler": "linear", "seed": SEED},
+        "output": {"dir": work, "name": "tf"}})
+    result = train(cfg, progress=False, echo=lambda m: None)
+    return {"tokens": result.tokens, "seconds": result.train_seconds, "final_loss": result.final_loss}
+
+
+def _records(data: Path) -> list[dict[str, Any]]:
+    rows = []
+    for r in json.loads(data.read_text(encoding="utf-8")):
+        user = r["instruction"] + ("\n" + r["input"] if r.get("input") else "")
+        rows.append({"prompt": [{"role": "user", "content": user}],
+                     "completion": [{"role": "assistant", "content": r["output"]}]})
+    return rows
+
+
+class _Counter:
+    """Wraps a collator and counts real (attention-mask) tokens."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.tokens = inner, 0
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.inner(features)
+        mask = batch.get("attention_mask")
+        self.tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+        return batch
+
+
+def _lora(model: Any) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, lora_dropout=0.0, target_modules="all-linear",
+                                            task_type="CAUSAL_LM"))
+
+
+def _base() -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, set_seed
+
+    from tuneforge.models.loading import load_tokenizer, resolve_model
+
+    set_seed(SEED)
+    path = resolve_model("default")
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), load_tokenizer(path)
+
+
+def _timed(trainer: Any, counter: _Counter) -> dict[str, Any]:
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"tokens": counter.tokens, "seconds": seconds, "final_loss": losses[-1] if losses else None}
+
+
+def run_trl(data: Path, steps: int, work: str) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    model, tokenizer = _base()
+    cpu_bf16 = torch.cuda.is_available() or False
+    args = SFTConfig(output_dir=work, max_steps=steps, per_device_train_batch_size=BATCH,
+                     gradient_accumulation_steps=ACCUM, learning_rate=LR, max_length=MAX_LENGTH, logging_steps=1,
+                     save_strategy="no", report_to=[], seed=SEED, warmup_steps=0, lr_scheduler_type="linear",
+                     use_cpu=not torch.cuda.is_available(), bf16=cpu_bf16, disable_tqdm=True)
+    trainer = SFTTrainer(model=_lora(model), args=args, train_dataset=Dataset.from_list(_records(data)),
+                         processing_class=tokenizer)
+    counter = _Counter(trainer.data_collator)
+    trainer.data_collator = counter
+    trainer.train_dataset  # noqa: B018  (prepared in the constructor)
+    return _timed(trainer, counter)
+
+
+def run_hf(data: Path, steps: int, work: str) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from tuneforge.config.schema import DataConfig
+    from tuneforge.data.loader import load_data
+    from tuneforge.data.processors.base import ProcessOptions, process_examples
+    from tuneforge.data.templates import resolve_template
+
+    model, tokenizer = _base()
+    examples = load_data(DataConfig(datasets=[str(data)])).examples
+    cols = process_examples(examples, ProcessOptions(tokenizer, resolve_template("auto", tokenizer), MAX_LENGTH)).columns
+    dataset = Dataset.from_dict({"input_ids": cols["input_ids"], "labels": cols["labels"]})
+    args = TrainingArguments(output_dir=work, max_steps=steps, per_device_train_batch_size=BATCH,
+                             gradient_accumulation_steps=ACCUM, learning_rate=LR, logging_steps=1, save_strategy="no",
+                             report_to=[], seed=SEED, lr_scheduler_type="linear", use_cpu=not torch.cuda.is_available(),
+                             disable_tqdm=True)
+    counter = _Counter(DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100))
+    trainer = Trainer(model=_lora(model), args=args, train_dataset=dataset, data_collator=counter)
+    return _timed(trainer, counter)
+
+
+CONTENDERS = {"tuneforge": run_tuneforge, "TRL": run_trl, "HF": run_hf}
+
+
+def child(name: str, data: Path, steps: int) -> None:
+    """Run one contender and print its figures as one JSON line."""
+    with tempfile.TemporaryDirectory() as work:
+        out = CONTENDERS[name](data, steps, work)
+    out["peak_rss_mb"] = _peak_rss_mb()
+    print("RESULT " + json.dumps(out))
+
+
+def _spawn(name: str, data: Path, steps: int) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--child", name, "--data", str(data), "--steps", str(steps)],
+                          capture_output=True, text=True)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(line[7:])
+
+
+def _flops_per_token() -> float:
+    """Training FLOPs per token of LoRA on all linear layers: forward 2N, backward to the inputs 2N."""
+    from transformers import AutoConfig
+
+    from tuneforge.models.loading import resolve_model
+
+    c = AutoConfig.from_pretrained(resolve_model("default"))
+    h, i, n, v = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
+    kv = c.num_key_value_heads * (h // c.num_attention_heads)
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * i
+    return 4 * (n * per_layer) + 2 * h * v * 0.5  # lm_head only where labels are (about half the tokens here)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--child", choices=sorted(CONTENDERS))
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.data, args.steps)
+        return
+    import torch
+
+    from tuneforge.training.precision import matmul_gflops
+
+    results: dict[str, list[dict[str, Any]]] = {n: [] for n in CONTENDERS}
+    for _ in range(args.repeats):
+        for name in CONTENDERS:  # interleaved
+            results[name].append(_spawn(name, args.data, args.steps))
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in ("tokens", "seconds", "peak_rss_mb")} |
+           {"final_loss": rs[-1]["final_loss"], "tps": statistics.median(r["tokens"] / r["seconds"] for r in rs)}
+           for n, rs in results.items()}
+    print(f"# LoRA r={RANK} all-linear, SmolLM2-135M-Instruct, {args.data.name}, max_length {MAX_LENGTH}, "
+          f"{args.steps} steps x batch {BATCH} x accumulation {ACCUM}, {args.repeats} repeat(s), medians")
+    for name, m in med.items():
+        print(f"{name}: {m['tps']:.0f} real tokens/s, peak RSS {m['peak_rss_mb']:.0f} MB, "
+              f"final loss {m['final_loss']:.4f}, {m['tokens']:.0f} tokens in {m['seconds']:.1f} s")
+    print(f"tokens/s ratio tuneforge/HF: {med['tuneforge']['tps'] / med['HF']['tps']:.2f}")
+    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16, repeats=2)
+    achieved = med["tuneforge"]["tps"] * _flops_per_token() / 1e9
+    peak = max(fp32, bf16)
+    print(f"# dense matmul here: fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s; tuneforge achieved "
+          f"{achieved:.1f} GFLOP/s (utilisation against the faster of the two)")
+    print(f"tokens/s ratio tuneforge/TRL: {med['tuneforge']['tps'] / med['TRL']['tps']:.2f}")
+    print(f"peak RSS ratio tuneforge/TRL: {med['tuneforge']['peak_rss_mb'] / med['TRL']['peak_rss_mb']:.2f}")
+    print(f"matmul utilisation: {100 * achieved / peak:.0f}%")
+
+
+if __name__ == "__main__":
+    main()

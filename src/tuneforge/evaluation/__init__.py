@@ -1,0 +1,5 @@
+"""Evaluation (issue 4 grows this): perplexity for now."""
+
+from tuneforge.evaluation.perplexity import perplexity
+
+__all__ = ["perplexity"]

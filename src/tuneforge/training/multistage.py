@@ -1,0 +1,98 @@
+"""Multi-stage incremental training (DESIGN §10.2): each stage builds on the previous one's result.
+
+Stage *k* starts from stage *k-1*'s model (adapters are merged and verified by export first), mixes in
+``replay_ratio`` x its training-set size of earlier stages' data, and uses half the previous stage's
+learning rate unless it sets its own. Stages live in ``<run>/NN-name/``; the top-level report shows
+every stage's curves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.training.rundir import run_name
+from tuneforge.training.runner import Echo, TrainResult, train
+
+
+def stage_configs(cfg: RunConfig, root: Path) -> list[RunConfig]:
+    """The full config of every stage (before the learning rate and start model are known)."""
+    base = cfg.model_dump(mode="json", exclude={"stages"})
+    out = []
+    for i, stage in enumerate(cfg.stages):
+        merged = {**base}
+        for section in ("data", "template", "method", "training"):
+            merged[section] = {**base[section], **getattr(stage, section)}
+        merged["output"] = {**base["output"], "dir": str(root), "name": f"{i + 1:02d}-{stage.name}"}
+        out.append(RunConfig.model_validate(merged))
+    return out
+
+
+def train_stages(cfg: RunConfig, config_path: str | None = None, overwrite: bool = False, echo: Echo = print,
+                 progress: bool = True) -> list[TrainResult]:
+    """Run every stage in order; a finished stage is kept (re-running resumes at the first unfinished one)."""
+    from tuneforge.export import export_run
+
+    root = Path(cfg.output.dir) / run_name(cfg, config_path)
+    results: list[TrainResult] = []
+    earlier: list[Any] = []
+    for i, (stage, scfg) in enumerate(zip(cfg.stages, stage_configs(cfg, root), strict=True)):
+        if results:
+            prev = results[-1]
+            start = _start_model(prev, export_run, echo)
+            scfg = _follow(scfg, stage.replay_ratio, earlier, start, _learning_rate(prev))
+        echo(f"== stage {i + 1}/{len(cfg.stages)}: {stage.name}")
+        result = _train_or_reuse(scfg, overwrite and i == 0, echo, progress)
+        results.append(result)
+        earlier += scfg.data.datasets
+    _write_summary(root, results)
+    return results
+
+
+def _start_model(prev: TrainResult, export_run: Any, echo: Echo) -> str:
+    meta = prev.run.model / "tuneforge_training.json"
+    if '"adapter": true' not in meta.read_text(encoding="utf-8"):
+        return str(prev.run.model)
+    merged = prev.run.root / "merged"
+    if not (merged / "tuneforge_training.json").is_file():
+        result = export_run(str(prev.run.root), str(merged), overwrite=True)
+        echo(f"merged the previous stage's adapter (max logit difference {result.verification.max_logit_diff:.1e})")
+    return str(merged)
+
+
+def _learning_rate(prev: TrainResult) -> float:
+    resolved = yaml.safe_load((prev.run.root / "config.yaml").read_text(encoding="utf-8"))
+    return float(resolved["training"]["learning_rate"])
+
+
+def _follow(cfg: RunConfig, replay_ratio: float, earlier: list[Any], start: str, prev_lr: float) -> RunConfig:
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.name_or_path = start
+    if replay_ratio > 0:
+        cfg.data.replay = [*cfg.data.replay, *earlier]
+        cfg.data.replay_ratio = replay_ratio
+    if cfg.training.learning_rate is None:
+        cfg.training.learning_rate = prev_lr / 2
+    return cfg
+
+
+def _train_or_reuse(cfg: RunConfig, overwrite: bool, echo: Echo, progress: bool) -> TrainResult:
+    from tuneforge.training.rundir import RunDir
+
+    run = RunDir(Path(cfg.output.dir) / (cfg.output.name or "run"))
+    if run.state().get("status") == "finished" and not overwrite:
+        echo(f"stage already finished: {run.root}")
+        return TrainResult(run, False, int(run.state().get("step", 0)), None, run.root / "report.md")
+    return train(cfg, None, overwrite, echo, progress)
+
+
+def _write_summary(root: Path, results: list[TrainResult]) -> None:
+    lines = ["# Multi-stage training report", ""]
+    for r in results:
+        rel = r.run.root.relative_to(root)
+        lines += [f"## {rel}", "", f"- report: [{rel}/report.md]({rel}/report.md)",
+                  f"![loss]({rel}/plots/loss.png)", ""]
+    (root / "report.md").write_text("\n".join(lines), encoding="utf-8")
