@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import warnings
+
 from rich.console import Console
 from rich.table import Table
 
@@ -27,6 +29,7 @@ NAME = "Forge"
 SYSTEM = "You are a helpful AI assistant."  # the system prompt the config trains with
 GENERAL = ["What is the capital of France?", "Give me three tips for better sleep.", "中国的首都是哪里？"]
 console = Console()
+warnings.filterwarnings("ignore", category=FutureWarning)  # transformers 5.x notices about its own internals
 
 
 def ask(model: str) -> tuple[list[str], float]:
@@ -61,7 +64,7 @@ def main() -> int:
     before, ppl_before = ask("default")
     console.rule(f"training: {CONFIG.relative_to(ROOT)} (LoRA, replay against forgetting)")
     cmd = [str(ROOT / ".venv" / "bin" / "tuneforge"), "train", str(CONFIG), "--overwrite"]
-    console.print("$ " + " ".join(cmd[1:]) + "   # --overwrite: the demo replaces its own previous run")
+    console.print(f"$ tuneforge train {CONFIG.relative_to(ROOT)} --overwrite   # the demo replaces its own last run")
     if subprocess.run(cmd, cwd=ROOT).returncode != 0:
         return 1
     console.rule("after: the trained model")

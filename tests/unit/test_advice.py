@@ -1,0 +1,101 @@
+"""Advice rules (DESIGN §10.2), tuning-method options, precision choice and the disk-space check."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from tuneforge.advice.recommend import recommend, step_warnings, total_steps
+from tuneforge.config.schema import RunConfig
+from tuneforge.models.tuning import TUNING
+from tuneforge.training.precision import choose_precision
+
+
+def _cfg(**sections: Any) -> RunConfig:
+    return RunConfig.model_validate({"data": {"datasets": ["x.json"]}, **sections})
+
+
+@pytest.mark.parametrize("n,epochs", [(90, 15), (1_000, 10), (10_000, 3), (30_000, 4), (100_000, 2)])
+def test_epochs_follow_the_data_size(n: int, epochs: int) -> None:
+    cfg, advice = recommend(_cfg(), n, 135_000_000)
+    assert cfg.training.epochs == epochs
+    assert any(a.key == "training.epochs" and str(n) in a.reason for a in advice)
+
+
+@pytest.mark.parametrize("method,params,lr", [("lora", 1.35e8, 2e-4), ("lora", 7e9, 1e-4), ("full", 1.35e8, 1e-4),
+                                              ("full", 7e9, 1e-5), ("qlora", 70e9, 5e-5)])
+def test_learning_rate_by_size_and_method(method: str, params: float, lr: float) -> None:
+    cfg, _ = recommend(_cfg(method={"name": method}), 1000, int(params))
+    assert cfg.training.learning_rate == lr
+
+
+def test_user_values_are_kept_and_lora_alpha_is_twice_the_rank() -> None:
+    cfg, advice = recommend(_cfg(training={"learning_rate": 3e-5, "epochs": 1}, method={"lora": {"rank": 32}}),
+                            500, 10**8)
+    assert cfg.training.learning_rate == 3e-5 and cfg.training.epochs == 1
+    assert cfg.method.lora.alpha == 64 and cfg.method.lora.dropout == 0.05
+    assert not any(a.key in ("training.learning_rate", "training.epochs") for a in advice)
+    assert cfg.training.warmup_ratio == 0.1  # small data
+
+
+def test_steps_and_low_step_warning() -> None:
+    cfg, _ = recommend(_cfg(training={"batch_size": 4, "gradient_accumulation": 4, "epochs": 1}), 40, 10**8)
+    assert total_steps(cfg, 40) == 3
+    assert step_warnings(cfg, 40) and "smaller batch" in step_warnings(cfg, 40)[0]
+    cfg.training.max_steps = 100
+    assert total_steps(cfg, 40) == 100 and not step_warnings(cfg, 40)
+
+
+def test_lora_options_reach_peft(tokenizer: Any) -> None:
+    from tuneforge.models.tiny import tiny_model
+
+    cfg = _cfg(method={"name": "dora", "lora": {"rank": 4, "use_rslora": True, "init": "pissa",
+                                                "targets": "attention"}})
+    peft_cfg = TUNING.get("dora").peft_config(tiny_model(tokenizer), cfg)
+    assert peft_cfg.use_dora and peft_cfg.use_rslora and peft_cfg.init_lora_weights == "pissa"
+    assert set(peft_cfg.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+def test_freeze_refuses_more_layers_than_exist(tokenizer: Any) -> None:
+    from tuneforge.models.tiny import tiny_model
+    from tuneforge.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="too many trainable layers"):
+        TUNING.get("freeze").apply(tiny_model(tokenizer), _cfg(method={"name": "freeze",
+                                                                      "freeze": {"trainable_layers": 5}}))
+
+
+def test_precision_can_be_forced_and_auto_is_measured() -> None:
+    assert choose_precision("fp32").name == "fp32"
+    auto = choose_precision("auto")
+    assert auto.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert auto.name in ("bf16", "fp32", "fp16") and auto.reason
+
+
+def test_disk_space_is_checked_before_a_checkpoint(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from tuneforge.training.trainer import DiskSpaceError, TuneforgeTrainer
+
+    fake = SimpleNamespace(model=torch.nn.Linear(1000, 1000))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(free=1024, total=0, used=0))
+    with pytest.raises(DiskSpaceError) as err:
+        TuneforgeTrainer._check_disk(fake, str(tmp_path))  # type: ignore[arg-type]
+    assert "MiB free" in err.value.problems[0].message
+
+
+def test_loraplus_gives_b_matrices_a_higher_learning_rate(tokenizer: Any, tmp_path: Any) -> None:
+    from transformers import TrainingArguments
+
+    from tuneforge.models.tiny import tiny_model
+    from tuneforge.training.trainer import TuneforgeTrainer
+
+    cfg = _cfg(method={"lora": {"rank": 4, "loraplus_lr_ratio": 16}})
+    model = TUNING.get("lora").apply(tiny_model(tokenizer), cfg)
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, use_cpu=True, report_to="none")
+    trainer = TuneforgeTrainer(model=model, args=args, loraplus_lr_ratio=16)
+    lrs = {g["lr"] for g in trainer.create_optimizer().param_groups if g["params"]}
+    assert lrs == {1e-4, 1.6e-3}
