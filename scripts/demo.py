@@ -15,9 +15,8 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
