@@ -199,6 +199,7 @@ def _build_trainer(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, data
         data_collator=stage.collator(cfg, tokenizer, _attention(precision.device == "cuda") == "flash_attention_2"),
         processing_class=tokenizer, callbacks=callbacks,
         loraplus_lr_ratio=cfg.method.lora.loraplus_lr_ratio if TUNING.get(cfg.method.name).adapter else None)
+    trainer.split_packed = precision.device == "cpu" and cfg.training.padding_free  # GPUs use varlen flash kernels
     ref.append(trainer)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

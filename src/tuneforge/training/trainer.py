@@ -38,6 +38,9 @@ class TuneforgeTrainer(Trainer):
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True
 
+    #: Run each sequence of a padding-free row through the model on its own (see compute_loss); set for CPU.
+    split_packed = False
+
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         """Cross-entropy over labelled positions only: the vocabulary projection skips masked tokens.
@@ -46,18 +49,43 @@ class TuneforgeTrainer(Trainer):
         positions whose next token is a label, so prompt tokens cost no full-vocabulary logits.
         """
         labels = inputs.pop("labels")
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        keep[:, :-1] = labels[:, 1:] != IGNORE
-        targets = labels[:, 1:][keep[:, :-1]]
         if model.training:
             mask = inputs.get("attention_mask")
             self.tokens_seen += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+        pieces = self._pieces(inputs, labels) if self.split_packed else [(inputs, labels)]
+        total, count, outputs = None, 0, None
+        for piece, piece_labels in pieces:
+            loss_sum, n, outputs = self._sparse_loss(model, piece, piece_labels)
+            total = loss_sum if total is None else total + loss_sum
+            count += n
+        denom = num_items_in_batch if num_items_in_batch is not None else max(1, count)
+        loss = total / (denom.to(total.device) if torch.is_tensor(denom) else denom)
+        return (loss, outputs) if return_outputs else loss
+
+    @staticmethod
+    def _sparse_loss(model: Any, inputs: dict[str, Any], labels: torch.Tensor) -> tuple[torch.Tensor, int, Any]:
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = labels[:, 1:] != IGNORE
+        targets = labels[:, 1:][keep[:, :-1]]
         outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
         logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
-        loss = F.cross_entropy(logits.float(), targets, reduction="sum")
-        denom = num_items_in_batch if num_items_in_batch is not None else max(1, targets.numel())
-        loss = loss / (denom.to(loss.device) if torch.is_tensor(denom) else denom)
-        return (loss, outputs) if return_outputs else loss
+        return F.cross_entropy(logits.float(), targets, reduction="sum"), targets.numel(), outputs
+
+    @staticmethod
+    def _pieces(inputs: dict[str, Any], labels: torch.Tensor) -> list[tuple[dict[str, Any], torch.Tensor]]:
+        """The sequences of a padding-free row, each as its own unmasked causal input.
+
+        On CPU, PyTorch's SDPA has an O(n) flash kernel only for plain causal attention; a packed row needs a
+        block-diagonal mask, which falls back to the math kernel: n^2 attention over the whole row, and the
+        probabilities of every layer kept for backward (gigabytes for a 2k-token row). Per-sequence forwards
+        compute exactly the same loss without that cost.
+        """
+        pos = inputs.get("position_ids")
+        if pos is None or inputs["input_ids"].shape[0] != 1 or "attention_mask" in inputs:
+            return [(inputs, labels)]
+        starts = (pos[0] == 0).nonzero().flatten().tolist() + [pos.shape[1]]
+        return [({"input_ids": inputs["input_ids"][:, a:b]}, labels[:, a:b]) for a, b in zip(starts, starts[1:])
+                if b > a]
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         """Length-grouped batches whose order depends only on (seed, epoch), so a resumed run sees the same order.

@@ -1,0 +1,33 @@
+"""The trainer's sparse loss equals the model's own full-logit loss, packed or split per sequence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainingArguments
+
+from tuneforge.data.collators import PaddingFreeCollator, padded_collator
+from tuneforge.models.tiny import tiny_model
+from tuneforge.training.trainer import TuneforgeTrainer
+
+FEATURES = [{"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]},
+            {"input_ids": [11, 12, 13], "labels": [-100, 12, 13]},
+            {"input_ids": [14, 15, 16, 17], "labels": [-100, -100, 16, 17]}]
+
+
+def test_sparse_loss_packed_and_split_equal_the_full_loss(tokenizer: Any, tmp_path: Path) -> None:
+    model = tiny_model(tokenizer, seed=3)
+    model.config.use_cache = False
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = TuneforgeTrainer(model=model, args=args)
+    with torch.no_grad():
+        reference = model(**padded_collator(tokenizer)(FEATURES)).loss  # full logits, mean over labels
+        trainer.split_packed = False
+        packed = trainer.compute_loss(model, dict(PaddingFreeCollator()(FEATURES)))
+        trainer.split_packed = True
+        split = trainer.compute_loss(model, dict(PaddingFreeCollator()(FEATURES)))
+    torch.testing.assert_close(packed, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(split, reference, rtol=1e-5, atol=1e-5)
+    assert len(trainer._pieces(dict(PaddingFreeCollator()(FEATURES)), torch.zeros(1, 13))) == 3
