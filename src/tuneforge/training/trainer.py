@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -84,7 +85,7 @@ class TuneforgeTrainer(Trainer):
         if pos is None or inputs["input_ids"].shape[0] != 1 or "attention_mask" in inputs:
             return [(inputs, labels)]
         starts = (pos[0] == 0).nonzero().flatten().tolist() + [pos.shape[1]]
-        return [({"input_ids": inputs["input_ids"][:, a:b]}, labels[:, a:b]) for a, b in zip(starts, starts[1:])
+        return [({"input_ids": inputs["input_ids"][:, a:b]}, labels[:, a:b]) for a, b in pairwise(starts)
                 if b > a]
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
