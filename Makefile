@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-train clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,9 @@ lint: setup
 
 bench: setup
 	$(PY) bench/data_bench.py
+
+bench-train: setup  # ~15 minutes on a 2-core CPU with the default 30 steps; --steps 10 for a quicker look
+	$(PY) bench/train_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv build src/*.egg-info .pytest_cache
