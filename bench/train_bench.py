@@ -47,7 +47,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_tuneforge(data: Path, steps: int, work: str) -> dict[str, Any]:
+def run_tuneforge(data: Path, steps: int, work: str, same_order: bool = False) -> dict[str, Any]:
     from tuneforge.config.schema import RunConfig
     from tuneforge.training.runner import train
 
@@ -56,10 +56,12 @@ def run_tuneforge(data: Path, steps: int, work: str) -> dict[str, Any]:
         "method": {"name": "lora", "lora": {"rank": RANK, "alpha": 2 * RANK, "dropout": 0.0, "targets": "all-linear"}},
         "training": {"max_steps": steps, "learning_rate": LR, "batch_size": BATCH, "gradient_accumulation": ACCUM,
                      "warmup_ratio": 0.0, "weight_decay": 0.0, "logging_steps": 1, "save_steps": 10_000,
-                     "scheduler": "linear", "seed": SEED},
+                     "scheduler": "linear", "seed": SEED, "group_by_length": not same_order},
         "output": {"dir": work, "name": "tf"}})
     result = train(cfg, progress=False, echo=lambda m: None)
-    return {"tokens": result.tokens, "seconds": result.train_seconds, "final_loss": result.final_loss}
+    rows = [json.loads(x) for x in result.run.log.read_text().splitlines() if x.strip()]
+    return {"tokens": result.tokens, "seconds": result.train_seconds, "final_loss": result.final_loss,
+            "losses": [r["loss"] for r in rows if "loss" in r]}
 
 
 def _records(data: Path) -> list[dict[str, Any]]:
@@ -72,16 +74,24 @@ def _records(data: Path) -> list[dict[str, Any]]:
 
 
 class _Counter:
-    """Wraps a collator and counts real (attention-mask) tokens."""
+    """Wraps a collator and counts real (attention-mask) tokens per collated batch.
 
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.tokens = inner, 0
+    The dataloader collates one batch ahead of training (accelerate peeks to find the end), so only
+    the first steps x accumulation batches were trained on: :attr:`tokens` sums those.
+    """
+
+    def __init__(self, inner: Any, trained_batches: int) -> None:
+        self.inner, self.counts, self.trained_batches = inner, [], trained_batches
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.inner(features)
         mask = batch.get("attention_mask")
-        self.tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+        self.counts.append(int(mask.sum()) if mask is not None else batch["input_ids"].numel())
         return batch
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.counts[: self.trained_batches])
 
 
 def _lora(model: Any) -> Any:
@@ -107,10 +117,11 @@ def _timed(trainer: Any, counter: _Counter) -> dict[str, Any]:
     trainer.train()
     seconds = time.perf_counter() - start
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"tokens": counter.tokens, "seconds": seconds, "final_loss": losses[-1] if losses else None}
+    return {"tokens": counter.tokens, "seconds": seconds, "final_loss": losses[-1] if losses else None,
+            "losses": losses}
 
 
-def run_trl(data: Path, steps: int, work: str) -> dict[str, Any]:
+def run_trl(data: Path, steps: int, work: str, same_order: bool = False) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -123,13 +134,13 @@ def run_trl(data: Path, steps: int, work: str) -> dict[str, Any]:
                      use_cpu=not torch.cuda.is_available(), bf16=cpu_bf16, disable_tqdm=True)
     trainer = SFTTrainer(model=_lora(model), args=args, train_dataset=Dataset.from_list(_records(data)),
                          processing_class=tokenizer)
-    counter = _Counter(trainer.data_collator)
+    counter = _Counter(trainer.data_collator, steps * ACCUM)
     trainer.data_collator = counter
     trainer.train_dataset  # noqa: B018  (prepared in the constructor)
     return _timed(trainer, counter)
 
 
-def run_hf(data: Path, steps: int, work: str) -> dict[str, Any]:
+def run_hf(data: Path, steps: int, work: str, same_order: bool = False) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
@@ -147,7 +158,7 @@ def run_hf(data: Path, steps: int, work: str) -> dict[str, Any]:
                              gradient_accumulation_steps=ACCUM, learning_rate=LR, logging_steps=1, save_strategy="no",
                              report_to=[], seed=SEED, lr_scheduler_type="linear", use_cpu=not torch.cuda.is_available(),
                              disable_tqdm=True)
-    counter = _Counter(DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100))
+    counter = _Counter(DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100), steps * ACCUM)
     trainer = Trainer(model=_lora(model), args=args, train_dataset=dataset, data_collator=counter)
     return _timed(trainer, counter)
 
@@ -155,17 +166,17 @@ def run_hf(data: Path, steps: int, work: str) -> dict[str, Any]:
 CONTENDERS = {"tuneforge": run_tuneforge, "TRL": run_trl, "HF": run_hf}
 
 
-def child(name: str, data: Path, steps: int) -> None:
+def child(name: str, data: Path, steps: int, same_order: bool) -> None:
     """Run one contender and print its figures as one JSON line."""
     with tempfile.TemporaryDirectory() as work:
-        out = CONTENDERS[name](data, steps, work)
+        out = CONTENDERS[name](data, steps, work, same_order)
     out["peak_rss_mb"] = _peak_rss_mb()
     print("RESULT " + json.dumps(out))
 
 
-def _spawn(name: str, data: Path, steps: int) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, "--child", name, "--data", str(data), "--steps", str(steps)],
-                          capture_output=True, text=True)
+def _spawn(name: str, data: Path, steps: int, same_order: bool) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", name, "--data", str(data), "--steps", str(steps)]
+    done = subprocess.run(cmd + (["--same-order"] if same_order else []), capture_output=True, text=True)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -191,9 +202,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--child", choices=sorted(CONTENDERS))
+    parser.add_argument("--same-order", action="store_true",
+                        help="tuneforge without length grouping: the same seeded example order as TRL and HF, so "
+                             "the loss curves can be compared step by step")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.data, args.steps)
+        child(args.child, args.data, args.steps, args.same_order)
         return
     import torch
 
@@ -202,7 +216,7 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {n: [] for n in CONTENDERS}
     for _ in range(args.repeats):
         for name in CONTENDERS:  # interleaved
-            results[name].append(_spawn(name, args.data, args.steps))
+            results[name].append(_spawn(name, args.data, args.steps, args.same_order))
     med = {n: {k: statistics.median(r[k] for r in rs) for k in ("tokens", "seconds", "peak_rss_mb")} |
            {"final_loss": rs[-1]["final_loss"], "tps": statistics.median(r["tokens"] / r["seconds"] for r in rs)}
            for n, rs in results.items()}
@@ -212,6 +226,11 @@ def main() -> None:
         print(f"{name}: {m['tps']:.0f} real tokens/s, peak RSS {m['peak_rss_mb']:.0f} MB, "
               f"final loss {m['final_loss']:.4f}, {m['tokens']:.0f} tokens in {m['seconds']:.1f} s")
     print(f"tokens/s ratio tuneforge/HF: {med['tuneforge']['tps'] / med['HF']['tps']:.2f}")
+    for other in ("TRL", "HF"):
+        a, b = results["tuneforge"][-1]["losses"], results[other][-1]["losses"]
+        diff = max((abs(x - y) for x, y in zip(a, b, strict=False)), default=float("nan"))
+        print(f"# loss curve max |tuneforge - {other}| over {min(len(a), len(b))} steps: {diff:.4f}"
+              + ("" if args.same_order else " (different example order: use --same-order to compare)"))
     fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16, repeats=2)
     achieved = med["tuneforge"]["tps"] * _flops_per_token() / 1e9
     peak = max(fp32, bf16)
