@@ -39,6 +39,9 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 warnings.filterwarnings("ignore")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data_bench import trl_records  # noqa: E402  (the same records as TRL conversations)
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "llamafactory" / "alpaca_en_demo.json"
 BATCH, ACCUM, MAX_LENGTH, LR, RANK, SEED = 4, 2, 512, 2e-4, 8, 42
 
@@ -62,15 +65,6 @@ def run_tuneforge(data: Path, steps: int, work: str, same_order: bool = False) -
     rows = [json.loads(x) for x in result.run.log.read_text().splitlines() if x.strip()]
     return {"tokens": result.tokens, "seconds": result.train_seconds, "final_loss": result.final_loss,
             "losses": [r["loss"] for r in rows if "loss" in r]}
-
-
-def _records(data: Path) -> list[dict[str, Any]]:
-    rows = []
-    for r in json.loads(data.read_text(encoding="utf-8")):
-        user = r["instruction"] + ("\n" + r["input"] if r.get("input") else "")
-        rows.append({"prompt": [{"role": "user", "content": user}],
-                     "completion": [{"role": "assistant", "content": r["output"]}]})
-    return rows
 
 
 class _Counter:
@@ -127,16 +121,15 @@ def run_trl(data: Path, steps: int, work: str, same_order: bool = False) -> dict
     from trl import SFTConfig, SFTTrainer
 
     model, tokenizer = _base()
-    cpu_bf16 = torch.cuda.is_available() or False
     args = SFTConfig(output_dir=work, max_steps=steps, per_device_train_batch_size=BATCH,
                      gradient_accumulation_steps=ACCUM, learning_rate=LR, max_length=MAX_LENGTH, logging_steps=1,
                      save_strategy="no", report_to=[], seed=SEED, warmup_steps=0, lr_scheduler_type="linear",
-                     use_cpu=not torch.cuda.is_available(), bf16=cpu_bf16, disable_tqdm=True)
-    trainer = SFTTrainer(model=_lora(model), args=args, train_dataset=Dataset.from_list(_records(data)),
+                     use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(),
+                     disable_tqdm=True)
+    trainer = SFTTrainer(model=_lora(model), args=args, train_dataset=Dataset.from_list(trl_records(data)),
                          processing_class=tokenizer)
     counter = _Counter(trainer.data_collator, steps * ACCUM)
     trainer.data_collator = counter
-    trainer.train_dataset  # noqa: B018  (prepared in the constructor)
     return _timed(trainer, counter)
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "qlora", "full"])
 def test_export_verifies_and_loads(tmp_path: Path, tiny_model_dir: Path, sft_data: Path, method: str) -> None:
     if method == "qlora":
-        pytest.importorskip("bitsandbytes")
+        pytest.importorskip("bitsandbytes", reason="bitsandbytes is installed only on Linux")
     cfg_path = write_config(tmp_path, tiny_model_dir, sft_data, method={"name": method}, training={"max_steps": 4})
     result = train(load_config(cfg_path), str(cfg_path), progress=False, echo=lambda m: None)
     exported = export_run(str(result.run.root), str(tmp_path / "out"))

@@ -68,7 +68,7 @@ def test_each_method_learns_and_trains_only_its_parameters(tmp_path: Path, tiny_
 
 
 def test_qlora_trains_on_cpu(tmp_path: Path, tiny_model_dir: Path, sft_data: Path) -> None:
-    pytest.importorskip("bitsandbytes")
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is installed only on Linux")
     result = _run(tmp_path, tiny_model_dir, sft_data, method={"name": "qlora"})
     curve = losses(result.run.root)
     assert curve[8] < curve[1]

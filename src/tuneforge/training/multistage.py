@@ -8,6 +8,7 @@ every stage's curves.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,8 @@ def train_stages(cfg: RunConfig, config_path: str | None = None, overwrite: bool
 
 
 def _start_model(prev: TrainResult, export_run: Any, echo: Echo) -> str:
-    meta = prev.run.model / "tuneforge_training.json"
-    if '"adapter": true' not in meta.read_text(encoding="utf-8"):
+    meta = json.loads((prev.run.model / "tuneforge_training.json").read_text(encoding="utf-8"))
+    if not meta["adapter"]:
         return str(prev.run.model)
     merged = prev.run.root / "merged"
     if not (merged / "tuneforge_training.json").is_file():
