@@ -133,19 +133,24 @@ def run_trl(data: Path, steps: int, work: str, same_order: bool = False) -> dict
     return _timed(trainer, counter)
 
 
-def run_hf(data: Path, steps: int, work: str, same_order: bool = False) -> dict[str, Any]:
-    import torch
-    from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
-
+def _tokenized(data: Path, tokenizer: Any) -> dict[str, list[list[int]]]:
+    """input_ids and labels of every example, as tuneforge and the HF contender train on them."""
     from tuneforge.config.schema import DataConfig
     from tuneforge.data.loader import load_data
     from tuneforge.data.processors.base import ProcessOptions, process_examples
     from tuneforge.data.templates import resolve_template
 
-    model, tokenizer = _base()
     examples = load_data(DataConfig(datasets=[str(data)])).examples
-    cols = process_examples(examples, ProcessOptions(tokenizer, resolve_template("auto", tokenizer), MAX_LENGTH)).columns
+    return process_examples(examples, ProcessOptions(tokenizer, resolve_template("auto", tokenizer), MAX_LENGTH)).columns
+
+
+def run_hf(data: Path, steps: int, work: str, same_order: bool = False) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    model, tokenizer = _base()
+    cols = _tokenized(data, tokenizer)
     dataset = Dataset.from_dict({"input_ids": cols["input_ids"], "labels": cols["labels"]})
     args = TrainingArguments(output_dir=work, max_steps=steps, per_device_train_batch_size=BATCH,
                              gradient_accumulation_steps=ACCUM, learning_rate=LR, logging_steps=1, save_strategy="no",
@@ -176,17 +181,31 @@ def _spawn(name: str, data: Path, steps: int, same_order: bool) -> dict[str, Any
     return json.loads(line[7:])
 
 
-def _flops_per_token() -> float:
-    """Training FLOPs per token of LoRA on all linear layers: forward 2N, backward to the inputs 2N."""
+def _flops_per_token(data: Path) -> float:
+    """Training FLOPs per real token of LoRA on all linear layers, averaged over the data's examples.
+
+    Counted (the usual model-FLOPs convention, nothing for norms or activations):
+    - frozen linear layers: forward 2 and backward to the inputs 2 per weight (no weight gradients);
+    - LoRA matrices: forward 2, input gradient 2, weight gradient 2 per weight;
+    - ``lm_head``: 4 per weight at labelled positions only (the measured label fraction of this data);
+    - causal attention: scores and weighted sum, forward 2*s^2*h and backward twice that per layer and
+      sequence, so 6*h*L*sum(s^2)/sum(s) per token.
+    """
     from transformers import AutoConfig
 
-    from tuneforge.models.loading import resolve_model
+    from tuneforge.models.loading import load_tokenizer, resolve_model
 
     c = AutoConfig.from_pretrained(resolve_model("default"))
     h, i, n, v = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
     kv = c.num_key_value_heads * (h // c.num_attention_heads)
-    per_layer = 2 * h * h + 2 * h * kv + 3 * h * i
-    return 4 * (n * per_layer) + 2 * h * v * 0.5  # lm_head only where labels are (about half the tokens here)
+    shapes = [(h, h), (h, kv), (h, kv), (h, h), (h, i), (h, i), (i, h)]  # q k v o gate up down
+    frozen = n * sum(a * b for a, b in shapes)
+    lora = n * sum(RANK * (a + b) for a, b in shapes)
+    cols = _tokenized(data, load_tokenizer(resolve_model("default")))
+    lengths = [len(x) for x in cols["input_ids"]]
+    labelled = sum(sum(1 for y in lab[1:] if y != -100) for lab in cols["labels"]) / sum(lengths)
+    attention = 6 * h * n * sum(s * s for s in lengths) / sum(lengths)
+    return 4 * frozen + 6 * lora + 4 * h * v * labelled + attention
 
 
 def main() -> None:
@@ -225,7 +244,7 @@ def main() -> None:
         print(f"# loss curve max |tuneforge - {other}| over {min(len(a), len(b))} steps: {diff:.4f}"
               + ("" if args.same_order else " (different example order: use --same-order to compare)"))
     fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16, repeats=2)
-    achieved = med["tuneforge"]["tps"] * _flops_per_token() / 1e9
+    achieved = med["tuneforge"]["tps"] * _flops_per_token(args.data) / 1e9
     peak = max(fp32, bf16)
     print(f"# dense matmul here: fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s; tuneforge achieved "
           f"{achieved:.1f} GFLOP/s (utilisation against the faster of the two)")

@@ -31,3 +31,28 @@ def test_sparse_loss_packed_and_split_equal_the_full_loss(tokenizer: Any, tmp_pa
     torch.testing.assert_close(packed, reference, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(split, reference, rtol=1e-5, atol=1e-5)
     assert len(trainer._pieces(dict(PaddingFreeCollator()(FEATURES)), torch.zeros(1, 13))) == 3
+
+
+def _grads(model: Any) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_split_training_step_backpropagates_the_same_gradients(tokenizer: Any, tmp_path: Path) -> None:
+    """Forward and backward one sequence at a time (low memory) gives the gradients of one packed backward."""
+    model = tiny_model(tokenizer, seed=4)
+    model.config.use_cache = False
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = TuneforgeTrainer(model=model, args=args)
+    features = FEATURES + [{"input_ids": [18, 19], "labels": [-100, -100]}]  # a sequence with nothing to learn
+    batch = PaddingFreeCollator()(features)
+    losses, grads = [], []
+    for split in (False, True):
+        model.zero_grad()
+        trainer.split_packed = split
+        losses.append(trainer.training_step(model, dict(batch)))
+        grads.append(_grads(model))
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert trainer.tokens_seen == 2 * sum(len(f["input_ids"]) for f in features)
