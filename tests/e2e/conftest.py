@@ -20,11 +20,11 @@ def sft_data(tmp_path: Path) -> Path:
     return write_json(tmp_path / "qa.json", QA)
 
 
-def write_config(tmp_path: Path, model: Path, data: Path, **sections: dict[str, Any]) -> Path:
+def write_config(tmp_path: Path, model: Path, data_path: Path, **sections: dict[str, Any]) -> Path:
     """A run config for a tiny model: few steps, deterministic, everything under tmp_path."""
     cfg: dict[str, Any] = {
         "model": {"name_or_path": str(model)},
-        "data": {"datasets": [str(data)], "max_length": 128, "split": [0.8, 0.2, 0.0]},
+        "data": {"datasets": [str(data_path)], "max_length": 128, "split": [0.8, 0.2, 0.0]},
         "method": {"name": "lora", "lora": {"rank": 4, "dropout": 0.0}},
         "training": {"max_steps": 8, "learning_rate": 5e-3, "batch_size": 4, "gradient_accumulation": 1,
                      "logging_steps": 1, "eval_steps": 4, "save_steps": 4, "warmup_ratio": 0.0},

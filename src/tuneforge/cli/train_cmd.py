@@ -36,5 +36,10 @@ def train(config: str = typer.Argument(..., help="The run config (.yaml)."), ove
     console.print(f"model: {result.run.model}")
     for p in result.plots:
         console.print(f"plot: {p}")
+    if result.evaluation is not None:
+        from tuneforge.cli.eval_cmd import print_table
+
+        e = result.evaluation
+        print_table(e.n, e.metrics, e.judge, e.verdict)
     console.print(f"report: {result.report}")
     console.print(f"run: {result.run.root}")

@@ -182,13 +182,40 @@ class TrainingConfig(Section):
     threads: int | None = Field(None, gt=0, description="CPU threads for torch; default: the usable cores.")
 
 
+class JudgeConfig(Section):
+    """LLM-as-judge: a model scores each answer on a rubric (DESIGN §10.4)."""
+
+    backend: Literal["local", "openai"] = Field(
+        "local", description="'local': a model loaded in-process; 'openai': any OpenAI-compatible endpoint.")
+    model: str = Field("default", description="Local: a model name/folder/run; openai: the model name to ask for.")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's API key.")
+    rubric: dict[str, str] = Field(
+        default_factory=lambda: {
+            "correctness": "Is the answer factually right and consistent with the reference?",
+            "relevance": "Does it answer what was asked, without drifting?",
+            "fluency": "Is it clear, well-formed language?",
+        },
+        description="Dimensions to score from 1 to 10, each with the question the judge answers.")
+    max_new_tokens: int = Field(128, gt=0, description="Length of the judge's reply.")
+
+
 class EvaluationConfig(Section):
     """What is measured after training (base vs tuned on the same test split)."""
 
     metrics: list[Literal["bleu4", "rouge", "exact_match", "ppl", "judge"]] = Field(
         default_factory=lambda: ["bleu4", "rouge", "exact_match", "ppl"], description="Metrics to compute."
     )
+    split: Literal["test", "validation", "train"] = Field("test", description="Which split of the data to evaluate.")
+    file: str | None = Field(None, description="Evaluate on this data file instead of a split of the training data.")
+    max_samples: int | None = Field(None, gt=0, description="Evaluate at most this many examples (seeded order).")
     max_new_tokens: int = Field(256, gt=0, description="Generation length for evaluation answers.")
+    batch_size: int = Field(8, gt=0, description="Prompts generated together.")
+    normalize: list[Literal["width", "lower", "punct", "space"]] = Field(
+        default_factory=lambda: ["width", "lower", "punct", "space"],
+        description="Normalisations before exact match: full-width->ASCII, lower case, no punctuation, one space.")
+    base: bool = Field(True, description="Also answer with the untuned base model (the comparison of §10.4).")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
     auto: bool = Field(True, description="Run evaluation automatically after training when a test split exists.")
 
 

@@ -84,7 +84,7 @@ class Engine:
         from transformers import TextIteratorStreamer
 
         options = options or GenerationOptions()
-        ids = torch.tensor([self.prompt_ids(messages, system)])
+        ids = torch.tensor([self.prompt_ids(messages, system)], device=self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
                       eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id, **options.kwargs())
@@ -114,8 +114,8 @@ class Engine:
         for start in range(0, len(prompts), batch_size):
             ids = [self.prompt_ids(p, system) for p in prompts[start:start + batch_size]]
             width = max(map(len, ids))
-            input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids])
-            mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
+            input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids], device=self.model.device)
+            mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids], device=self.model.device)
             with torch.inference_mode():
                 out = self.model.generate(input_ids=input_ids, attention_mask=mask, eos_token_id=self.stop_ids,
                                           pad_token_id=pad, **options.kwargs())

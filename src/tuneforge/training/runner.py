@@ -45,6 +45,7 @@ class TrainResult:
     model: Any = None  # the trained model in memory (tests and multi-stage runs use it)
     tokens: int = 0  # input tokens (no padding) processed by this invocation's training loop
     train_seconds: float = 0.0  # wall time of the training loop
+    evaluation: Any = None  # EvalResult of the automatic base-vs-tuned evaluation, when it ran
 
 
 def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = False, echo: Echo = print,
@@ -104,8 +105,30 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
                "training rows": len(data.train), "model": str(run.model)}
     report = write_report(run.root, run.log, summary, [a.line() for a in advice], plots)
     run.set_state("finished", step=trainer.state.global_step)
+    evaluation = _auto_eval(cfg, run, trainer.model, tokenizer, template, data.test, base, stage.name, echo)
     return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model,
-                       trainer.tokens_seen, seconds)
+                       trainer.tokens_seen, seconds, evaluation)
+
+
+def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template: ChatTemplate, test: list[Any],
+               base: str, stage: str, echo: Echo) -> Any:
+    """Base vs tuned on the test split (or evaluation.file) right after training, into eval/ and report.md."""
+    from tuneforge.evaluation.evaluate import evaluate_engine
+    from tuneforge.evaluation.report import add_to_run_report
+    from tuneforge.evaluation.sources import eval_items, items_from_examples
+    from tuneforge.inference.engine import Engine
+
+    e = cfg.evaluation
+    if not e.auto or stage != "sft" or not (test or e.file):
+        return None
+    items = eval_items(cfg) if e.file else items_from_examples(test)[: e.max_samples]
+    if not items:
+        return None
+    model.config.use_cache = True
+    result = evaluate_engine(cfg, Engine(model.eval(), tokenizer, template), items, base, run.root / "eval", echo)
+    md = next(p for p in result.files if p.name == "eval.md")
+    add_to_run_report(run.root / "report.md", md.read_text(encoding="utf-8"), md.with_name("eval.png"))
+    return result
 
 
 def _stage(cfg: RunConfig) -> Any:
