@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from tuneforge.advice.estimate import ModelShape, Setup, largest_batch, memory_gib
 from tuneforge.config.schema import RunConfig
 
 #: Effective batch (examples per optimizer step) aimed at when the user gives neither batch nor accumulation.
@@ -33,11 +34,13 @@ class Advice:
 
 @dataclass(frozen=True)
 class Facts:
-    """What the rules look at."""
+    """What the rules look at (``shape`` and ``available_gib`` enable the memory-based batch rule)."""
 
     n_train: int
     n_params: int
     on_gpu: bool
+    shape: ModelShape | None = None
+    available_gib: float | None = None
 
 
 def _epochs(cfg: RunConfig, f: Facts) -> tuple[object, str]:
@@ -56,8 +59,15 @@ def _learning_rate(cfg: RunConfig, f: Facts) -> tuple[object, str]:
 
 
 def _batch_size(cfg: RunConfig, f: Facts) -> tuple[object, str]:
-    bs = 8 if f.on_gpu else 4
-    return bs, "a safe per-device batch on " + ("a GPU" if f.on_gpu else "a CPU (padding-free rows stay short)")
+    cap = 16 if f.on_gpu else 4  # on a CPU larger rows bring no speed, only memory
+    if f.shape is None or f.available_gib is None:
+        return min(cap, 8), "a safe per-device batch on " + ("a GPU" if f.on_gpu else "a CPU")
+    setup = setup_from_config(cfg, f.on_gpu)
+    fits = largest_batch(f.shape, setup, f.available_gib)
+    bs = min(cap, fits)
+    need = memory_gib(f.shape, replace(setup, batch=bs))["total"]
+    return bs, (f"batch {fits} fits 80% of {f.available_gib:.0f} GiB at length {setup.length}; "
+                f"{bs} needs ~{need:.1f} GiB" + ("" if bs == fits else f" (capped at {cap} on this device)"))
 
 
 def _gradient_accumulation(cfg: RunConfig, f: Facts) -> tuple[object, str]:
@@ -130,7 +140,17 @@ def total_steps(cfg: RunConfig, n_train: int) -> int:
     return max(1, math.ceil((t.epochs or 1) * math.ceil(n_train / per_step)))
 
 
-def recommend(cfg: RunConfig, n_train: int, n_params: int, on_gpu: bool = False) -> tuple[RunConfig, list[Advice]]:
+def setup_from_config(cfg: RunConfig, on_gpu: bool) -> Setup:
+    """The memory-relevant choices of a config (precision: bf16 on GPUs, fp32 on CPUs unless set)."""
+    t, m = cfg.training, cfg.method
+    precision = t.precision if t.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    return Setup(method=m.name, precision=precision, batch=t.batch_size or 1, length=cfg.data.max_length,
+                 gradient_checkpointing=t.gradient_checkpointing, lora_rank=m.lora.rank, lora_targets=m.lora.targets,
+                 trainable_layers=m.freeze.trainable_layers, quant_bits=m.quant_bits)
+
+
+def recommend(cfg: RunConfig, n_train: int, n_params: int, on_gpu: bool = False, shape: ModelShape | None = None,
+              available_gib: float | None = None) -> tuple[RunConfig, list[Advice]]:
     """A copy of ``cfg`` with every ``None`` the rules cover filled, and what was filled and why.
 
     Args:
@@ -138,9 +158,11 @@ def recommend(cfg: RunConfig, n_train: int, n_params: int, on_gpu: bool = False)
         n_train: Training examples (after splitting and replay).
         n_params: Parameters of the base model.
         on_gpu: Whether training runs on a GPU.
+        shape: The model's dimensions; with ``available_gib`` the batch is chosen from estimated memory.
+        available_gib: Memory of the training device.
     """
     cfg = cfg.model_copy(deep=True)
-    facts = Facts(n_train, n_params, on_gpu)
+    facts = Facts(n_train, n_params, on_gpu, shape, available_gib)
     filled: list[Advice] = []
     for section, key, rule in RULES:
         obj = cfg
@@ -160,3 +182,47 @@ def step_warnings(cfg: RunConfig, n_train: int) -> list[str]:
         return [f"only {steps} optimizer steps: the model will barely move; use a smaller batch or gradient "
                 "accumulation, or more epochs"]
     return []
+
+
+# --- advice that does not fill a config value (shown by `tuneforge recommend`) ----------------------------
+
+def method_advice(cfg: RunConfig, n_train: int) -> Advice:
+    """LoRA for small single-task data, full fine-tuning when there is plenty of good data (§10.2)."""
+    advised = "lora" if n_train < 10_000 else "full"
+    why = (f"{n_train} examples (< ~10,000, a single task): LoRA" if advised == "lora" else
+           f"{n_train} examples: plenty of data, full fine-tuning can use it (LoRA stays cheaper)")
+    if cfg.method.name != advised:
+        why += f"; the config uses {cfg.method.name}"
+    return Advice("method.name", advised, why)
+
+
+def model_kind_advice(is_chat: bool, n_train: int) -> Advice:
+    """Chat model for under ~10,000 examples; a base model for large, broad data (§10.2)."""
+    advised = "chat" if n_train < 10_000 else "base"
+    have = "a chat (instruct) model" if is_chat else "a base model"
+    why = (f"{n_train} examples: start from a chat model (keeps its instruction following)" if advised == "chat" else
+           f"{n_train} examples of broad data: a base model learns your format without fighting its own; keep the "
+           "model's own template")
+    return Advice("model", advised, f"{why}; this config has {have}")
+
+
+def lora_advice(cfg: RunConfig) -> list[Advice]:
+    """Rank and targets by task (§10.2): 8-16 default, all linear layers for knowledge / self-cognition."""
+    lora = cfg.method.lora
+    return [
+        Advice("method.lora.rank", lora.rank, "8 or 16 by default; 4-8 for simple tasks, 32-64 for complex tasks or "
+               "data far from pre-training"),
+        Advice("method.lora.targets", lora.targets, "all linear layers for knowledge and self-cognition tasks; "
+               "q_proj,v_proj or all attention for light style changes"),
+    ]
+
+
+def worth_tuning(metrics: dict[str, dict[str, float | None]]) -> Advice:
+    """From an evaluation of an existing model on your task: is fine-tuning worth it? (the seeds' first step)."""
+    label, scores = next(iter(metrics.items()))
+    bleu, em = scores.get("bleu4") or 0.0, scores.get("exact_match") or 0.0
+    if em >= 90 or bleu >= 50:
+        return Advice("fine-tune", "probably not", f"{label} already scores BLEU-4 {bleu:.1f}, exact match {em:.1f} on "
+                      "your task: improve the prompt first")
+    return Advice("fine-tune", "yes", f"{label} scores BLEU-4 {bleu:.1f}, exact match {em:.1f} on your task (an untuned "
+                  "model usually scores under 20): fine-tuning should help")

@@ -5,7 +5,16 @@ from __future__ import annotations
 import typer
 
 from tuneforge import __version__
-from tuneforge.cli import chat_cmd, config_cmd, data_cmd, eval_cmd, export_cmd, models_cmd, train_cmd
+from tuneforge.cli import (
+    advice_cmd,
+    chat_cmd,
+    config_cmd,
+    data_cmd,
+    eval_cmd,
+    export_cmd,
+    models_cmd,
+    train_cmd,
+)
 from tuneforge.cli.common import quiet_libraries
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -17,6 +26,8 @@ app.command("chat")(chat_cmd.chat)
 app.command("train")(train_cmd.train)
 app.command("export")(export_cmd.export)
 app.command("eval")(eval_cmd.evaluate)
+app.command("recommend")(advice_cmd.recommend)
+app.command("estimate")(advice_cmd.estimate)
 
 
 @app.command()

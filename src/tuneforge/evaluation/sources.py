@@ -176,6 +176,3 @@ def read_predictions(path: str) -> tuple[list[EvalItem], list[str]]:
     return items, predictions
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Predictions for review as JSONL (one object per line)."""
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

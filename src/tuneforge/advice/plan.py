@@ -1,0 +1,166 @@
+"""``recommend`` and ``estimate`` for a whole config: read the data and the model's shape, then apply §10.2/§10.5.
+
+Nothing here loads model weights except the optional timing probe, which trains a few real steps.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tuneforge.advice.estimate import (
+    ModelShape,
+    available_memory_gib,
+    hosted_cost,
+    memory_gib,
+    model_shape,
+    trainable_params,
+)
+from tuneforge.advice.recommend import (
+    RULES,
+    Advice,
+    lora_advice,
+    method_advice,
+    model_kind_advice,
+    recommend,
+    setup_from_config,
+    step_warnings,
+    total_steps,
+    worth_tuning,
+)
+from tuneforge.config.schema import RunConfig
+
+LORA_METHODS = ("lora", "dora", "qlora")
+
+
+@dataclass
+class Facts:
+    """The data and model facts both commands start from."""
+
+    cfg: RunConfig  # with every advised value filled
+    advice: list[Advice]  # what was filled and why
+    shape: ModelShape
+    n_train: int
+    tokens: int  # tokens of the processed training rows (after truncation), replay included
+    on_gpu: bool
+    available_gib: float
+    is_chat: bool
+    base: str
+
+
+def gather(cfg: RunConfig) -> Facts:
+    """Load and process the training data (no model weights) and fill the advice."""
+    import torch
+
+    from tuneforge.data.templates import resolve_template
+    from tuneforge.models.loading import load_tokenizer, resolve_model
+    from tuneforge.training.data import prepare
+
+    base = resolve_model(cfg.model.name_or_path, cfg.model.gguf_file)
+    tokenizer = load_tokenizer(base)
+    template = resolve_template(cfg.template.name, tokenizer, cfg.template.system)
+    data = prepare(cfg, tokenizer, template, cfg.training.stage)
+    shape = model_shape(base, cfg.model.trust_remote_code)
+    on_gpu = torch.cuda.is_available()
+    available = available_memory_gib(on_gpu)
+    filled, advice = recommend(cfg, len(data.train), shape.params, on_gpu, shape, available)
+    tokens = sum(len(x) for x in data.train.columns["input_ids"])
+    is_chat = getattr(tokenizer, "chat_template", None) is not None and not _looks_base(base)
+    return Facts(filled, advice, shape, len(data.train), tokens, on_gpu, available, is_chat, base)
+
+
+def _looks_base(name: str) -> bool:
+    lowered = name.lower()
+    return "base" in lowered.rsplit("/", 1)[-1] and "instruct" not in lowered and "chat" not in lowered
+
+
+def recommendations(cfg: RunConfig, eval_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every hyper-parameter of §10.2 with its value and reason, the method and model advice, and warnings."""
+    f = gather(cfg)
+    filled = {a.key: a for a in f.advice}
+    items: list[Advice] = []
+    for section, key, _ in RULES:
+        name = f"{section}.{key}"
+        if f.cfg.method.name not in LORA_METHODS and section == "method.lora":
+            continue
+        items.append(filled.get(name) or Advice(name, _get(f.cfg, name), "set in the config"))
+    items += [method_advice(cfg, f.n_train), model_kind_advice(f.is_chat, f.n_train)]
+    if f.cfg.method.name in LORA_METHODS:
+        items += lora_advice(f.cfg)
+    if eval_metrics:
+        items.append(worth_tuning(eval_metrics))
+    steps = total_steps(f.cfg, f.n_train)
+    return {"model": f.base, "params": f.shape.params, "n_train": f.n_train, "total_steps": steps,
+            "advice": [{"key": a.key, "value": a.value, "reason": a.reason} for a in items],
+            "warnings": step_warnings(f.cfg, f.n_train)}
+
+
+def _get(cfg: RunConfig, dotted: str) -> Any:
+    obj: Any = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def estimate(cfg: RunConfig, probe: bool = True, zero_stage: int = 0, offload: bool = False, devices: int = 1,
+             prices: dict[str, float] | None = None, probe_steps: int = 3) -> dict[str, Any]:
+    """Parameters, memory by component, tokens, steps, time on this hardware and hosted cost."""
+    f = gather(cfg)
+    t = f.cfg.training
+    setup = replace(setup_from_config(f.cfg, f.on_gpu), batch=t.batch_size or 1, zero_stage=zero_stage,
+                    offload=offload, devices=devices)
+    per_step = (t.batch_size or 1) * (t.gradient_accumulation or 1) * max(1, devices)
+    steps_per_epoch = math.ceil(f.n_train / per_step)
+    steps = total_steps(f.cfg, f.n_train)
+    epochs = steps / steps_per_epoch  # max_steps may override the epochs
+    trained_tokens = int(f.tokens * epochs)
+    out: dict[str, Any] = {
+        "model": f.base, "params": f.shape.params, "trainable_params": trainable_params(f.shape, setup),
+        "setup": {"method": setup.method, "precision": setup.precision, "batch": setup.batch,
+                  "gradient_accumulation": t.gradient_accumulation, "length": setup.length,
+                  "gradient_checkpointing": setup.gradient_checkpointing, "zero_stage": zero_stage,
+                  "offload": offload, "devices": devices},
+        "memory_gib": {k: round(v, 3) for k, v in memory_gib(f.shape, setup).items()},
+        "available_gib": round(f.available_gib, 1), "n_train": f.n_train, "tokens": f.tokens,
+        "epochs": round(epochs, 3), "steps": {"per_epoch": steps_per_epoch, "total": steps},
+        "cost": hosted_cost(f.tokens, epochs, prices),
+    }
+    if probe:
+        tps = probe_tokens_per_second(f.cfg, probe_steps)
+        out["probe_tokens_per_s"] = round(tps, 1)
+        out["seconds_estimate"] = round(trained_tokens / tps, 1)
+    else:
+        out["seconds_estimate"] = None
+    return out
+
+
+def probe_tokens_per_second(cfg: RunConfig, steps: int = 3) -> float:
+    """Real tokens/s of this config on this machine, from a few steps in a throw-away run folder.
+
+    The probe takes random examples (no length grouping, whose first batch is the longest) and no
+    accumulation; the first step (warm-up, allocation) is left out of the median.
+    """
+    import json
+    import statistics
+
+    from tuneforge.training.runner import train
+
+    probe = cfg.model_copy(deep=True)
+    t = probe.training
+    t.max_steps, t.gradient_accumulation, t.group_by_length = steps, 1, False
+    t.save_steps = t.eval_steps = 10**9
+    t.logging_steps = 1
+    probe.evaluation.auto = False
+    probe.data.split = (1.0, 0.0, 0.0)  # no validation pass (transformers evaluates at the end of training)
+    probe.data.eval_datasets = []
+    probe.stages = []
+    with tempfile.TemporaryDirectory() as tmp:
+        probe.output.dir, probe.output.name = tmp, "probe"
+        result = train(probe, progress=False, echo=lambda m: None)
+        rows = [json.loads(x) for x in result.run.log.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rates = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s")]
+    if not rates:
+        return result.tokens / result.train_seconds if result.train_seconds else float("nan")
+    return statistics.median(rates[1:] or rates)
