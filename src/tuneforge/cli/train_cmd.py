@@ -18,6 +18,17 @@ def train(config: str = typer.Argument(..., help="The run config (.yaml)."), ove
     from tuneforge.training.runner import train as run_training
 
     cfg = load_config(config, overrides or [])
+    echo = lambda m: console.print(m, highlight=False, markup=False)  # noqa: E731
+    if cfg.search is not None:
+        from tuneforge.training.search import run_search
+
+        found = run_search(cfg, config, overwrite, echo=echo, progress=not no_progress)
+        if found is not None:
+            console.print(f"best config: {found.best_config}")
+            console.print(f"plot: {found.plot}")
+            console.print(f"report: {found.report}")
+            console.print(f"run: {found.root}")
+        return
     if cfg.stages:
         from tuneforge.training.multistage import train_stages
 

@@ -227,6 +227,49 @@ class OutputConfig(Section):
     overwrite: bool = Field(False, description="Overwrite a finished run with the same name.")
 
 
+class ParamSpace(Section):
+    """The range of one searched value: ``choices``, or ``low``..``high`` (integers give integer values)."""
+
+    choices: list[Any] | None = Field(None, description="Values to choose from, e.g. [4, 8, 16].")
+    low: float | None = Field(None, description="Lower bound of a range.")
+    high: float | None = Field(None, description="Upper bound of a range.")
+    log: bool = Field(False, description="Sample the range on a log scale (learning rates).")
+
+    @model_validator(mode="after")
+    def _choices_or_range(self) -> ParamSpace:
+        if (self.choices is None) == (self.low is None or self.high is None):
+            raise ValueError("give either 'choices' or both 'low' and 'high'")
+        if self.low is not None and self.high is not None and self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low is not None and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+class SearchConfig(Section):
+    """Hyper-parameter search with Optuna: each trial is a sub-run; the study lives in the run folder."""
+
+    trials: int = Field(10, gt=0, description="Number of trials (pruned and finished ones count).")
+    objective: Literal["eval_loss", "bleu4", "rouge1", "rouge2", "rougeL", "exact_match"] = Field(
+        "eval_loss", description="eval_loss (minimised) or a metric on the validation split (maximised).")
+    space: dict[str, ParamSpace] = Field(
+        ..., min_length=1, description="Config keys to search, e.g. training.learning_rate: {low: 1e-5, high: 1e-3, "
+        "log: true}; method.lora.rank: {choices: [4, 8, 16]}.")
+    pruning: bool = Field(True, description="Stop trials whose intermediate eval loss is worse than the median.")
+    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler.")
+    start_with: list[dict[str, Any]] = Field(
+        default_factory=list, description="Trials to run first, e.g. the current settings as a baseline.")
+    seed: int = Field(42, description="Sampler seed.")
+
+    @field_validator("space")
+    @classmethod
+    def _known_keys(cls, v: dict[str, ParamSpace]) -> dict[str, ParamSpace]:
+        bad = [k for k in v if k.split(".")[0] not in ("training", "method", "data", "template")]
+        if bad:
+            raise ValueError(f"cannot search {bad}: keys must be dotted config keys such as training.learning_rate")
+        return v
+
+
 class StageConfig(Section):
     """One stage of a multi-stage run: overrides of the sections for this stage only."""
 
@@ -250,6 +293,7 @@ class RunConfig(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    search: SearchConfig | None = Field(None, description="Hyper-parameter search (Optuna) over this config.")
     stages: list[StageConfig] = Field(
         default_factory=list,
         description="Multi-stage incremental training: each stage starts from the previous one's result, "

@@ -49,8 +49,10 @@ class TrainResult:
 
 
 def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = False, echo: Echo = print,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, callbacks: list[Any] | None = None) -> TrainResult:
     """Train one stage as configured; resumes an unfinished run in the same folder.
+
+    ``callbacks`` are extra ``TrainerCallback`` objects (the search uses one to report and prune).
 
     Raises:
         TuneforgeError: bad config or data, a finished run in the way, a NaN loss, no disk space.
@@ -81,6 +83,8 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     counts = trainable_summary(model)
     echo(f"method: {cfg.method.name}, trainable parameters {counts['trainable']:,} of {counts['total']:,}")
     trainer, guard, interrupt = _build_trainer(cfg, run, model, tokenizer, data, precision, stage, progress)
+    for callback in callbacks or []:
+        trainer.add_callback(callback)
     run.set_state("running", base_model=base)
     started = time.perf_counter()
     try:
