@@ -5,7 +5,9 @@
 2. train (`tuneforge train examples/identity_lora.yaml`, LoRA on SmolLM2-135M-Instruct, with replay of
    the base model's own answers to general prompts against forgetting);
 3. ask the trained model the same, and print before/after, `identity score: k/10`,
-   `general ppl: <before> -> <after>`, the plots, the report and `run: <path>`.
+   `general ppl: <before> -> <after>`, the plots, the report and `run: <path>`;
+4. end with the base-vs-tuned evaluation table (BLEU-4, ROUGE, exact match, perplexity) that training
+   computed on the held-out identity questions (`evaluation.file` in the config).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def ask(model: str) -> tuple[list[str], float]:
 
 
 def identity_questions() -> list[str]:
-    return [r["question"] for r in json.loads((ROOT / "data" / "identity_eval.json").read_text(encoding="utf-8"))]
+    return [r["instruction"] for r in json.loads((ROOT / "data" / "identity_eval.json").read_text(encoding="utf-8"))]
 
 
 def short(text: str, n: int = 90) -> str:
@@ -83,6 +85,11 @@ def main() -> int:
     print(f"report: {RUN / 'report.md'}")
     print(f"run: {RUN}")
     print(f"demo time: {time.time() - start:.0f} s")
+    console.rule("evaluation: base vs tuned on the held-out identity questions (references in data/identity_eval.json)")
+    from tuneforge.cli.eval_cmd import print_table
+
+    metrics = json.loads((RUN / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    print_table(metrics["n"], metrics["metrics"], metrics.get("judge", {}), metrics["verdict"])
     return 0
 
 
