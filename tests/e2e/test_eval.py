@@ -75,8 +75,13 @@ def test_eval_predictions_file_scores_and_names_bad_records(tmp_path: Path) -> N
     assert "'reference'" in result.output and "'prediction'" in result.output and "bad.jsonl" in result.output
 
 
+def _sum_answer(question: str) -> str:
+    a, b = (int(w) for w in question.replace("?", "").split() if w.isdigit())
+    return f"{a} plus {b} is {a + b}."
+
+
 class _Echo(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint that answers with a fixed text and records the requests."""
+    """An OpenAI-compatible chat endpoint: answers sums right (or grades), and records the requests."""
 
     requests: list[dict[str, Any]] = []
 
@@ -84,10 +89,10 @@ class _Echo(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append(body)
         question = body["messages"][-1]["content"]
-        a, b = (int(w) for w in question.replace("?", "").split() if w.isdigit())
+        text = "correctness: 8\nrelevance: 7\nfluency: 9" if "strict grader" in question else _sum_answer(question)
         reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                  "choices": [{"index": 0, "finish_reason": "stop",
-                              "message": {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}}]}
+                              "message": {"role": "assistant", "content": text}}]}
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -99,18 +104,25 @@ class _Echo(BaseHTTPRequestHandler):
         pass
 
 
-def test_eval_endpoint_asks_every_test_question(finished_run: Path) -> None:
+def test_eval_endpoint_asks_every_test_question_and_can_judge(finished_run: Path) -> None:
     server = HTTPServer(("127.0.0.1", 0), _Echo)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Echo.requests.clear()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        result = runner.invoke(app, ["eval", str(finished_run), "--endpoint", url, "--model", "m1", "--json"])
+        result = runner.invoke(app, ["eval", str(finished_run), "--endpoint", url, "--model", "m1", "--json",
+                                     "--judge", "evaluation.judge.backend=openai", f"evaluation.judge.base_url={url}",
+                                     "evaluation.judge.model=grader"])
     finally:
         server.shutdown()
     assert result.exit_code == 0, result.output
     obj = _json(result.stdout)
-    assert obj["n"] == 6 and len(_Echo.requests) == 6 and _Echo.requests[0]["model"] == "m1"
+    asked = [r for r in _Echo.requests if r["model"] == "m1"]
+    assert obj["n"] == 6 and len(asked) == 6
     assert obj["metrics"]["m1"]["exact_match"] == 100  # the endpoint answers every test question right
+    judged = obj["judge"]["m1"]
+    assert judged["n"] == 6 and judged["unparsed"] == 0 and judged["scores"]["overall"] == pytest.approx(8)
+    assert sum(1 for r in _Echo.requests if r["model"] == "grader") == 6
 
 
 def test_training_with_a_test_split_ends_with_the_base_vs_tuned_table(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -98,3 +98,16 @@ def test_dataset_spec_needs_name_or_path() -> None:
 def test_parse_overrides_reads_yaml_values() -> None:
     assert parse_overrides(["a.b=1", "c=x", "d=[1, 2]", "e="]) == [
         (["a", "b"], 1), (["c"], "x"), (["d"], [1, 2]), (["e"], "")]
+
+
+def test_every_example_config_validates() -> None:
+    from pathlib import Path
+
+    from tuneforge.config import load_config
+
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+    assert len(examples) >= 4
+    for path in examples:
+        cfg = load_config(str(path))
+        assert cfg.data.datasets, path.name
+        assert path.read_text(encoding="utf-8").startswith("#"), f"{path.name} must start with how to run it"

@@ -41,7 +41,8 @@ def evaluate(target: str = typer.Argument(None, help="A run folder, a config (.y
         if not model:
             raise typer.BadParameter("--endpoint needs --model NAME", param_hint="--model")
         t = resolve_target(target or "default", overrides, file)
-        result = ev.evaluate_endpoint(t.cfg, endpoint, model, out or t.out_dir.with_name(f"eval-{model}"),
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+        result = ev.evaluate_endpoint(t.cfg, endpoint, model, out or t.out_dir.with_name(f"eval-{safe}"),
                                       os.environ.get(api_key_env), split, file, echo)
     else:
         if target is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.config.schema import EvaluationConfig, RunConfig
-from tuneforge.evaluation.judge import judge
+from tuneforge.evaluation.judge import BACKENDS, judge
 from tuneforge.evaluation.metrics import corpus_scores, example_scores
 from tuneforge.evaluation.report import verdict, write_eval_files
 from tuneforge.evaluation.sources import (
@@ -62,9 +62,10 @@ def score_answers(items: list[EvalItem], answers: dict[str, list[str]], cfg: Eva
         metrics[label] = scores
     judged: dict[str, dict[str, Any]] = {}
     if "judge" in cfg.metrics:
+        backend = BACKENDS.get(cfg.judge.backend)(cfg.judge)  # one judge model for every source
         for label, preds in answers.items():
             echo(f"judge: scoring {len(preds)} {label} answers with {cfg.judge.backend}:{cfg.judge.model}")
-            judged[label] = judge(cfg.judge, [i.question for i in items], refs, preds).to_dict()
+            judged[label] = judge(cfg.judge, [i.question for i in items], refs, preds, backend).to_dict()
     rows = []
     for k, item in enumerate(items):
         row: dict[str, Any] = {"prompt": item.question, "reference": item.reference}
