@@ -72,3 +72,19 @@ def test_search_space_keys_are_checked(tmp_path: Path, tiny_model_dir: Path, sft
                             search={"space": {"training.learning_rat": {"low": 1e-5, "high": 1e-3}}})
     with pytest.raises(ConfigError, match="search.space"):
         run_search(load_config(cfg_path), str(cfg_path), echo=lambda m: None, progress=False)
+
+
+def test_search_can_maximise_a_metric_on_the_validation_split(tmp_path: Path, tiny_model_dir: Path,
+                                                              sft_data: Path) -> None:
+    cfg_path = write_config(tmp_path, tiny_model_dir, sft_data, training={"max_steps": 2, "eval_steps": 2},
+                            evaluation={"max_new_tokens": 6, "max_samples": 3},
+                            search={"trials": 1, "objective": "rougeL",
+                                    "space": {"training.weight_decay": {"low": 0.0, "high": 0.1}}})
+    result = run_search(load_config(cfg_path), str(cfg_path), echo=lambda m: None, progress=False)
+    assert result is not None and result.trials[0]["state"] == "complete"
+    trial_run = Path(result.trials[0]["run"])
+    metrics = json.loads((trial_run / "eval" / "metrics.json").read_text())
+    assert metrics["n"] == 3 and set(metrics["metrics"]) == {"tuned"}  # the validation split, tuned model only
+    assert result.best_value == metrics["metrics"]["tuned"]["rougeL"]
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{result.root / 'study.db'}")
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE

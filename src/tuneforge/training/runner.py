@@ -129,7 +129,11 @@ def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template
     if not items:
         return None
     model.config.use_cache = True
-    result = evaluate_engine(cfg, Engine(model.eval(), tokenizer, template), items, base, run.root / "eval", echo)
+    try:
+        result = evaluate_engine(cfg, Engine(model.eval(), tokenizer, template), items, base, run.root / "eval", echo)
+    finally:  # a later stage may train this model further: padding-free attention needs use_cache off
+        model.config.use_cache = False
+        model.train()
     md = next(p for p in result.files if p.name == "eval.md")
     add_to_run_report(run.root / "report.md", md.read_text(encoding="utf-8"), md.with_name("eval.png"))
     return result
