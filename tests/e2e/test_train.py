@@ -67,12 +67,13 @@ def test_each_method_learns_and_trains_only_its_parameters(tmp_path: Path, tiny_
     assert (result.run.model / "tuneforge_training.json").is_file()
 
 
-def test_qlora_trains_on_cpu(tmp_path: Path, tiny_model_dir: Path, sft_data: Path) -> None:
+@pytest.mark.parametrize(("bits", "layer"), [(4, "Linear4bit"), (8, "Linear8bitLt")])
+def test_qlora_trains_on_cpu(tmp_path: Path, tiny_model_dir: Path, sft_data: Path, bits: int, layer: str) -> None:
     pytest.importorskip("bitsandbytes", reason="bitsandbytes is installed only on Linux")
-    result = _run(tmp_path, tiny_model_dir, sft_data, method={"name": "qlora"})
+    result = _run(tmp_path, tiny_model_dir, sft_data, method={"name": "qlora", "quant_bits": bits})
     curve = losses(result.run.root)
     assert curve[8] < curve[1]
-    assert any("Linear4bit" in type(m).__name__ for m in result.model.modules())
+    assert any(layer in type(m).__name__ for m in result.model.modules())
 
 
 def test_pretraining_stage(tmp_path: Path, tiny_model_dir: Path) -> None:
