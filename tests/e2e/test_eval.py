@@ -137,3 +137,18 @@ def test_training_with_a_test_split_ends_with_the_base_vs_tuned_table(tmp_path: 
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["n"] == 3 and {"base", "tuned"} == set(metrics["metrics"])
     assert "| metric | base | tuned | delta |" in (run / "report.md").read_text()
+
+
+def test_chat_and_eval_ask_with_the_system_prompt_the_model_was_trained_with(tmp_path: Path,
+                                                                              tiny_model_dir: Path) -> None:
+    from tuneforge.inference.engine import Engine
+
+    data = tmp_path / "qa.json"
+    data.write_text(json.dumps(QA), encoding="utf-8")
+    cfg = write_config(tmp_path, tiny_model_dir, data, training={"max_steps": 2},
+                       template={"system": "You are a terse calculator."})
+    run = train(load_config(cfg), str(cfg), progress=False, echo=lambda m: None).run.root
+    engine = Engine.load(str(run))
+    assert engine.template.default_system == "You are a terse calculator."
+    assert "You are a terse calculator." in engine.template.prompt([], "")
+    assert Engine.load(str(run), system="Other.").template.default_system == "Other."

@@ -53,12 +53,14 @@ class Engine:
         Args:
             model: 'default', a model folder, a .gguf file, a hub id, a tuneforge run folder or an adapter folder.
             template: 'auto' (the tokenizer's own, which training saves into the model) or a registered name.
-            system: Default system prompt.
+            system: Default system prompt; None uses the one the model was trained with (if it was).
         """
-        from tuneforge.models.loading import load_for_inference
+        from tuneforge.models.loading import load_for_inference, trained_system
 
         loaded, tokenizer = load_for_inference(model)
         loaded.eval()
+        if system is None:
+            system = trained_system(model)
         return cls(loaded, tokenizer, resolve_template(template, tokenizer, system))
 
     def _stop_ids(self) -> list[int]:

@@ -166,6 +166,20 @@ def trained_folder(path: str) -> str:
     return path
 
 
+def trained_system(name_or_path: str) -> str | None:
+    """The default system prompt a tuneforge-trained model was trained with (``template.system``), if any.
+
+    Chat, eval and serve use it so that a model trained with a system prompt is asked with the same one.
+    """
+    try:
+        meta = Path(trained_folder(name_or_path)) / "tuneforge_training.json"
+    except ModelError:
+        return None
+    if not meta.is_file():
+        return None
+    return json.loads(meta.read_text(encoding="utf-8")).get("system")
+
+
 def load_for_inference(name_or_path: str, dtype: Any = None) -> tuple[Any, Any]:
     """Model and tokenizer for generation: base models, run folders and LoRA adapter folders alike."""
     import torch

@@ -270,7 +270,7 @@ def _save_final(trainer: Any, run: RunDir, tokenizer: Any, template: ChatTemplat
     tokenizer.chat_template = template.source  # chat, serve, eval and export render as training did
     tokenizer.save_pretrained(str(tmp))
     meta = {"base_model": base, "stage": stage, "method": cfg.method.name, "adapter": adapter,
-            "template": template.name, "eot": template.eot, "steps": trainer.state.global_step,
+            "template": template.name, "system": cfg.template.system, "eot": template.eot, "steps": trainer.state.global_step,
             "max_length": cfg.data.max_length, "total_steps_planned": total_steps(cfg, len(trainer.train_dataset))}
     (tmp / "tuneforge_training.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     if run.model.exists():
