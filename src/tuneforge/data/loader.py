@@ -223,3 +223,10 @@ def raw_keys(ex: Example) -> Any:
     """Stable identity of an example's content (used for splitting and duplicate detection)."""
     return (ex.kind, ex.system, tuple((m.role, m.content) for m in ex.messages), ex.text,
             *(m.content if m else None for m in (ex.chosen, ex.rejected, ex.completion)), ex.label)
+
+
+def split_examples(examples: list[Example], cfg: DataConfig) -> tuple[list[Example], list[Example], list[Example]]:
+    """The seeded, content-keyed train / validation / test split of ``data.split`` (training and eval share it)."""
+    from tuneforge.data.split import split_items
+
+    return split_items(examples, [str(raw_keys(ex)) for ex in examples], cfg.split, cfg.seed)

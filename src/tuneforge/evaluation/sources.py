@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.config.schema import DatasetSpec, RunConfig
-from tuneforge.data.loader import load_data, raw_keys, require_usable
+from tuneforge.data.loader import load_data, require_usable, split_examples
 from tuneforge.data.readers import read_file
 from tuneforge.data.records import MODEL_ROLES, Example, Message
-from tuneforge.data.split import SPLIT_NAMES, split_items
+from tuneforge.data.split import SPLIT_NAMES
 from tuneforge.utils.errors import DataError, Problem
 
 
@@ -63,7 +63,7 @@ def eval_items(cfg: RunConfig, split: str | None = None, file: str | None = None
     else:
         data = load_data(cfg.data)
         require_usable(data, "sft", skip_invalid=cfg.data.skip_invalid, strict_placeholders=True)
-        parts = split_items(data.examples, [str(raw_keys(ex)) for ex in data.examples], cfg.data.split, cfg.data.seed)
+        parts = split_examples(data.examples, cfg.data)
         examples, where = parts[SPLIT_NAMES.index(split)], f"the {split} split of data.datasets"
     items = items_from_examples(examples)[: cfg.evaluation.max_samples]
     if not items:

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuneforge.config.schema import RunConfig
-from tuneforge.data.loader import load_data, raw_keys, require_usable
+from tuneforge.data.loader import load_data, require_usable, split_examples
 from tuneforge.data.processors.base import Processed, ProcessOptions, process_examples
 from tuneforge.data.quality import length_summary
 from tuneforge.data.records import Example, Message
-from tuneforge.data.split import split_items
 from tuneforge.data.templates import ChatTemplate
 from tuneforge.utils.errors import DataError, Problem
 
@@ -43,8 +42,7 @@ def prepare(cfg: RunConfig, tokenizer: Any, template: ChatTemplate, stage: str,
     if cfg.data.eval_datasets:
         train, val, test = data.examples, _load_eval(cfg, stage), []
     else:
-        train, val, test = split_items(data.examples, [str(raw_keys(ex)) for ex in data.examples], cfg.data.split,
-                                       cfg.data.seed)
+        train, val, test = split_examples(data.examples, cfg.data)
     replay = _replay(cfg, stage, len(train), answerer)
     opts = ProcessOptions(tokenizer, template, cfg.data.max_length, cfg.template.train_on_prompt,
                           cfg.template.mask_history)
