@@ -43,13 +43,28 @@ class Facts:
     available_gib: float | None = None
 
 
+#: Stages that optimise a preference or reward signal against the model's own distribution.
+ALIGNMENT_STAGES = ("dpo", "simpo", "orpo", "kto", "ppo", "grpo")
+
+
 def _epochs(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    if cfg.training.stage in ALIGNMENT_STAGES + ("rm",):
+        epochs = 3 if f.n_train < 3_000 else 1
+        return epochs, (f"{cfg.training.stage} on {f.n_train} examples: preference and reward training overfit "
+                        "quickly (1-3 epochs; 3 below ~3,000 examples)")
     table = [(300, 15), (3_000, 10), (15_000, 3), (60_000, 4), (math.inf, 2)]
     epochs = next(e for limit, e in table if f.n_train < limit)
     return epochs, f"{f.n_train} training examples: ~100 -> 15, ~1,000 -> 10, ~10,000 -> 2-3, 20-50k -> 4-5, 100k -> 2-3"
 
 
 def _learning_rate(cfg: RunConfig, f: Facts) -> tuple[object, str]:
+    lr, why = _sft_learning_rate(cfg, f)
+    if cfg.training.stage in ALIGNMENT_STAGES:
+        return lr / 10, f"{why}; / 10 for {cfg.training.stage}, which moves the model against a reference or reward"
+    return lr, why
+
+
+def _sft_learning_rate(cfg: RunConfig, f: Facts) -> tuple[float, str]:
     size = f.n_params / 1e9
     if cfg.method.name in LORA_METHODS:
         lr = 2e-4 if size < 1 else 1e-4 if size < 10 else 5e-5

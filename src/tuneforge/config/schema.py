@@ -173,6 +173,8 @@ class TrainingConfig(Section):
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     eval_steps: int | None = Field(None, gt=0, description="Evaluate every N steps; default total/10-20.")
     save_steps: int | None = Field(None, gt=0, description="Save a checkpoint every N steps.")
+    eval_on_start: bool = Field(False, description="Also evaluate before the first step (a baseline for every "
+                                "validation metric, e.g. DPO's reward margin at step 0).")
     save_total_limit: int = Field(3, gt=0, description="Keep at most this many checkpoints.")
     early_stopping_patience: int | None = Field(None, gt=0, description="Stop after N evals without improvement.")
     seed: int = Field(42, description="Training seed.")
@@ -180,6 +182,43 @@ class TrainingConfig(Section):
     padding_free: bool = Field(True, description="Concatenate each batch into one row (no padding, no cross-attention).")
     group_by_length: bool = Field(True, description="Batch examples of similar length together.")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch; default: the usable cores.")
+
+
+class AlignmentConfig(Section):
+    """Preference and reinforcement stages (rm, dpo, simpo, orpo, kto, ppo, grpo). ``None``: the stage's default."""
+
+    beta: float | None = Field(
+        None, gt=0, description="Strength of the preference term: dpo/kto 0.1 (distance from the reference), "
+        "simpo 2.0 (reward scale), orpo 0.1 (lambda of the odds-ratio term).")
+    dpo_loss: str = Field("sigmoid", description="DPO loss variant of TRL: sigmoid, hinge, ipo, robust, bco_pair, ...")
+    simpo_gamma: float = Field(0.5, ge=0, description="SimPO target reward margin gamma.")
+    sft_weight: float = Field(
+        0.0, ge=0, description="Weight of an extra NLL loss on the chosen answers (dpo, simpo): keeps the model "
+        "close to the chosen style.")
+    precompute_ref: bool = Field(
+        False, description="Compute the reference log-probabilities once before training (dpo, kto): no reference "
+        "forward per step; with full fine-tuning no second model in memory during training.")
+    desirable_weight: float | None = Field(
+        None, gt=0, description="KTO: weight of desirable answers; default balances the desirable/undesirable counts.")
+    undesirable_weight: float | None = Field(None, gt=0, description="KTO: weight of undesirable answers.")
+    reward_model: str | None = Field(
+        None, description="ppo (and the grpo reward 'reward_model'): a reward-model run folder, e.g. runs/my-rm.")
+    rewards: list[str] = Field(
+        default_factory=lambda: ["exact_answer"], description="grpo reward functions: registry names "
+        "(exact_answer, regex, format, length, reward_model) or 'module:function'.")
+    reward_weights: list[float] | None = Field(None, description="grpo: weight of each reward function (default 1).")
+    answer_pattern: str = Field(
+        r"(-?\d+(?:\.\d+)?)\s*$", description="Regex whose first group is the answer (exact_answer); the "
+        "'regex'/'format' rewards require a match of it.")
+    target_length: int = Field(64, gt=0, description="length reward: completions longer than this many tokens lose "
+                               "reward in proportion.")
+    num_generations: int = Field(4, ge=2, description="grpo: answers sampled per prompt (the group).")
+    max_new_tokens: int = Field(64, gt=0, description="ppo/grpo: length of sampled answers.")
+    temperature: float = Field(1.0, gt=0, description="ppo/grpo: sampling temperature.")
+    kl_coef: float = Field(0.05, ge=0, description="ppo/grpo: weight of the KL penalty against the reference.")
+    ppo_epochs: int = Field(2, gt=0, description="ppo: optimisation passes over each batch of sampled answers.")
+    clip_range: float = Field(0.2, gt=0, description="ppo/grpo: clipping of the probability ratio.")
+    value_coef: float = Field(0.1, ge=0, description="ppo: weight of the value-head loss.")
 
 
 class JudgeConfig(Section):
@@ -278,6 +317,7 @@ class StageConfig(Section):
     template: dict[str, Any] = Field(default_factory=dict, description="Overrides of the template section.")
     method: dict[str, Any] = Field(default_factory=dict, description="Overrides of the method section.")
     training: dict[str, Any] = Field(default_factory=dict, description="Overrides of the training section.")
+    alignment: dict[str, Any] = Field(default_factory=dict, description="Overrides of the alignment section.")
     replay_ratio: float = Field(
         0.1, ge=0, le=10, description="Replay of earlier stages' data, as a share of this stage's training set."
     )
@@ -291,6 +331,7 @@ class RunConfig(Section):
     template: TemplateConfig = Field(default_factory=TemplateConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    alignment: AlignmentConfig = Field(default_factory=AlignmentConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     search: SearchConfig | None = Field(None, description="Hyper-parameter search (Optuna) over this config.")

@@ -21,9 +21,10 @@ class NonFiniteLossError(TuneforgeError):
 class JsonlLogger(TrainerCallback):
     """Append one line per log event to ``train_log.jsonl`` (train and eval), with ppl and tokens/s."""
 
-    def __init__(self, path: Path, trainer_ref: list[Any]) -> None:
+    def __init__(self, path: Path, trainer_ref: list[Any], metrics: tuple[str, ...] = ()) -> None:
         self.path = path
         self.trainer_ref = trainer_ref  # filled after the trainer exists (it needs the callback first)
+        self.metrics = metrics  # a stage's own logged values (rewards/margins, kl, ...), kept as logged
         self._last = (time.perf_counter(), 0)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -35,15 +36,20 @@ class JsonlLogger(TrainerCallback):
         row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         if "loss" in logs:
             now, tokens = time.perf_counter(), self.trainer_ref[0].tokens_seen
-            row.update(loss=logs["loss"], ppl=_ppl(logs["loss"]), lr=logs.get("learning_rate"),
+            row.update(loss=logs["loss"], ppl=None if self.metrics else _ppl(logs["loss"]), lr=logs.get("learning_rate"),
                        grad_norm=logs.get("grad_norm"),
                        tokens_per_s=round((tokens - self._last[1]) / max(1e-9, now - self._last[0]), 1))
             self._last = (now, tokens)
         if "eval_loss" in logs:
-            row.update(eval_loss=logs["eval_loss"], eval_ppl=_ppl(logs["eval_loss"]))
+            row.update(eval_loss=logs["eval_loss"], eval_ppl=None if self.metrics else _ppl(logs["eval_loss"]))
+        row.update({k: v for k, v in logs.items() if self._is_stage_metric(k) and isinstance(v, int | float)})
         if len(row) > 2:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
+
+
+    def _is_stage_metric(self, key: str) -> bool:
+        return key.removeprefix("eval_") in self.metrics or (bool(self.metrics) and key.startswith("rewards/"))
 
 
 class NanGuard(TrainerCallback):

@@ -17,6 +17,8 @@ from tuneforge.utils.errors import DataError, Problem
 
 #: Generates answers for prompts (the base model's own, for self-distilled replay).
 Answerer = Callable[[list[list[Message]]], list[str]]
+#: Examples -> processed columns.
+Process = Callable[[list[Example], ProcessOptions], Processed]
 
 
 @dataclass
@@ -30,8 +32,10 @@ class TrainingData:
 
 
 def prepare(cfg: RunConfig, tokenizer: Any, template: ChatTemplate, stage: str,
-            answerer: Answerer | None = None) -> TrainingData:
+            answerer: Answerer | None = None, process: Process = process_examples) -> TrainingData:
     """Everything between the config's datasets and token columns; refuses unusable data.
+
+    ``process`` turns examples into columns (the stage's processor; by default the examples' kind's).
 
     Raises:
         DataError: parse errors (unless ``data.skip_invalid``), wrong kinds, unfilled placeholders,
@@ -46,19 +50,19 @@ def prepare(cfg: RunConfig, tokenizer: Any, template: ChatTemplate, stage: str,
     replay = _replay(cfg, stage, len(train), answerer)
     opts = ProcessOptions(tokenizer, template, cfg.data.max_length, cfg.template.train_on_prompt,
                           cfg.template.mask_history)
-    processed = process_examples(train + replay, opts)
+    processed = process(train + replay, opts)
     if len(processed) == 0:
         raise DataError("no training example survived processing", [Problem(
             f"all {len(train)} examples were dropped: {processed.stats.dropped}", field="data.max_length",
             fix="raise data.max_length or shorten the prompts")])
-    evaluated = process_examples(val, opts) if val else None
+    evaluated = process(val, opts) if val else None
     report = {
         "examples": {"train": len(train), "replay": len(replay), "validation": len(val), "test": len(test)},
         "datasets": [{"name": r.name, "format": r.format, "records": r.records, "used": r.used} for r in data.reports],
         "processed": {"rows": len(processed), "truncated": processed.stats.truncated,
                       "dropped": processed.stats.dropped, "turns_dropped": processed.stats.turns_dropped},
         "token_lengths": length_summary(processed.stats.lengths), "max_length": cfg.data.max_length,
-        "trained_tokens": sum(sum(1 for x in row if x != -100) for row in processed.columns["labels"]),
+        "trained_tokens": _trained_tokens(processed.columns),
         "warnings": [w.to_dict() for w in data.warnings],
         "invalid_skipped": len(data.errors) if cfg.data.skip_invalid else 0,
     }
@@ -87,3 +91,10 @@ def _replay(cfg: RunConfig, stage: str, n_train: int, answerer: Answerer | None)
         picked = [Example("sft", ex.origin, [*ex.messages[:-1], Message("assistant", a)], ex.system, ex.tools)
                   for ex, a in zip(picked, answers, strict=True) if a.strip()]
     return picked
+
+
+def _trained_tokens(columns: dict[str, list[Any]]) -> int:
+    """Label tokens (sft, pt) or answer tokens (preference, KTO) of the training rows."""
+    if "labels" in columns:
+        return sum(sum(1 for x in row if x != -100) for row in columns["labels"])
+    return sum(len(row) for key in ("chosen_ids", "rejected_ids", "completion_ids") for row in columns.get(key, []))

@@ -16,8 +16,8 @@ def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return [r for r in rows if "loss" in r], [r for r in rows if "eval_loss" in r]
 
 
-def plot_curves(log: Path, out_dir: Path) -> list[Path]:
-    """``loss.png`` and ``ppl.png`` with train and eval curves."""
+def plot_curves(log: Path, out_dir: Path, metrics: tuple[str, ...] = ()) -> list[Path]:
+    """``loss.png`` and ``ppl.png`` with train and eval curves, plus ``alignment.png`` for a stage's metrics."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,7 +26,9 @@ def plot_curves(log: Path, out_dir: Path) -> list[Path]:
     train, evals = read_log(log)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for key, label in (("loss", "loss"), ("ppl", "perplexity")):
+    # a preference or reward loss is no language-model loss: its exp() is no perplexity
+    curves = (("loss", "loss"),) if metrics else (("loss", "loss"), ("ppl", "perplexity"))
+    for key, label in curves:
         fig, ax = plt.subplots(figsize=(7, 4))
         ax.plot([r["step"] for r in train], [r.get(key) for r in train], label=f"train {label}")
         if evals:
@@ -41,7 +43,67 @@ def plot_curves(log: Path, out_dir: Path) -> list[Path]:
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
+    if metrics:
+        paths.append(_plot_metrics(train, evals, metrics, out_dir / "alignment.png"))
     return paths
+
+
+def _plot_metrics(train: list[dict[str, Any]], evals: list[dict[str, Any]], metrics: tuple[str, ...],
+                  path: Path) -> Path:
+    """One panel per stage metric (rewards/margins, accuracy, kl, ...), train and eval."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], metrics, strict=True):
+        rows = [r for r in train if r.get(key) is not None]
+        ax.plot([r["step"] for r in rows], [r[key] for r in rows], label="train")
+        erows = [r for r in evals if r.get(f"eval_{key}") is not None]
+        if erows:
+            ax.plot([r["step"] for r in erows], [r[f"eval_{key}"] for r in erows], "o-", label="eval")
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _quarters(values: list[float]) -> tuple[float, float] | None:
+    """Mean of the first and of the last quarter of a series (None when too short to judge)."""
+    if len(values) < 4:
+        return None
+    q = max(1, len(values) // 4)
+    return float(np.mean(values[:q])), float(np.mean(values[-q:]))
+
+
+def diagnose_alignment(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> list[str]:
+    """Preference and RL curves: margin not growing, accuracy stuck at 0.5, KL exploding, reward flat."""
+    out = []
+
+    def series(key: str) -> list[float]:
+        return [float(r[key]) for r in train if r.get(key) is not None]
+
+    margins = _quarters(series("rewards/margins") or series("margin"))
+    if margins and margins[1] <= margins[0] + 1e-3:
+        out.append(f"the reward margin is not growing ({margins[0]:.3f} -> {margins[1]:.3f}): raise the learning "
+                   "rate or beta, train longer, or check that chosen and rejected answers really differ")
+    accuracy = _quarters(series("rewards/accuracies") or series("accuracy"))
+    if accuracy and abs(accuracy[1] - 0.5) <= 0.05:
+        out.append(f"preference accuracy is stuck near 0.5 (last quarter {accuracy[1]:.2f}): the model cannot tell "
+                   "chosen from rejected; check the pairs (swapped or near-identical answers) and the learning rate")
+    kl = series("kl")
+    if len(kl) >= 4 and kl[-1] > max(1.0, 10 * max(abs(kl[0]), 0.01)):
+        out.append(f"KL against the reference is exploding ({kl[0]:.3f} -> {kl[-1]:.3f}): lower the learning "
+                   "rate or raise alignment.kl_coef / beta")
+    reward = _quarters(series("reward"))
+    if reward and reward[1] <= reward[0]:
+        out.append(f"the mean reward did not rise ({reward[0]:.3f} -> {reward[1]:.3f}): check the reward "
+                   "functions on a few answers, raise the learning rate or sample more answers per prompt")
+    evaluation = [float(r["eval_accuracy"]) for r in evals if r.get("eval_accuracy") is not None]
+    if evaluation:
+        out.append(f"pairwise accuracy on the validation split: {evaluation[-1]:.3f}")
+    return out
 
 
 def diagnose(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> list[str]:
@@ -72,14 +134,16 @@ def diagnose(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> list[s
     return out or ["the loss fell and flattened in the second half: training converged normally"]
 
 
-def write_report(root: Path, log: Path, summary: dict[str, Any], advice: list[str], plots: list[Path]) -> Path:
+def write_report(root: Path, log: Path, summary: dict[str, Any], advice: list[str], plots: list[Path],
+                 metrics: tuple[str, ...] = ()) -> Path:
     """``report.md``: the run summary, filled hyper-parameters with reasons, diagnosis and plots."""
     train, evals = read_log(log)
     lines = ["# Training report", "", "## Summary", ""]
     lines += [f"- {k}: {v}" for k, v in summary.items()]
     lines += ["", "## Values chosen by advice (DESIGN §10.2)", ""]
     lines += [f"- {a}" for a in advice] or ["- none (everything was set in the config)"]
-    lines += ["", "## Diagnosis (DESIGN §10.3)", ""] + [f"- {d}" for d in diagnose(train, evals)]
+    findings = diagnose(train, evals) + (diagnose_alignment(train, evals) if metrics else [])
+    lines += ["", "## Diagnosis (DESIGN §10.3)", ""] + [f"- {d}" for d in findings]
     if evals:
         lines += ["", "## Evaluation loss", "", "| step | eval_loss | eval_ppl |", "|---|---|---|"]
         lines += [f"| {r['step']} | {r['eval_loss']:.4f} | {r.get('eval_ppl')} |" for r in evals]

@@ -46,6 +46,7 @@ class TrainResult:
     tokens: int = 0  # input tokens (no padding) processed by this invocation's training loop
     train_seconds: float = 0.0  # wall time of the training loop
     evaluation: Any = None  # EvalResult of the automatic base-vs-tuned evaluation, when it ran
+    reference: Any = None  # a separate frozen reference model the stage trained against (full-tuning DPO, ...)
 
 
 def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = False, echo: Echo = print,
@@ -69,15 +70,19 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     for w in template_warnings(template, tokenizer):
         echo(f"warning: {w.message}")
     method = TUNING.get(cfg.method.name)
-    model = _load_model(base, cfg, precision, method)
-    data = training_data.prepare(cfg, tokenizer, template, stage.name, _answerer(model, tokenizer, template))
+    set_seed(cfg.training.seed)  # new heads (a reward model's score layer) start the same in every run
+    model = _load_model(base, cfg, precision, method, stage)
+    data = training_data.prepare(cfg, tokenizer, template, stage.name, _answerer(model, tokenizer, template),
+                                 process=lambda examples, opts: stage.prepare_data(cfg, examples, opts))
     cfg, advice = recommend(cfg, len(data.train), sum(p.numel() for p in model.parameters()),
                             precision.device == "cuda")
-    for a in advice:
-        echo(f"advice: {a.line()}")
+    cfg, stage_advice = stage.defaults(cfg, data.train.columns)
+    advice_lines = [a.line() for a in advice] + stage_advice
+    for line in advice_lines:
+        echo(f"advice: {line}")
     for w in step_warnings(cfg, len(data.train)):
         echo(f"warning: {w}")
-    _write_inputs(run, cfg, data.report, [a.line() for a in advice])
+    _write_inputs(run, cfg, data.report, advice_lines)
     set_seed(cfg.training.seed)  # adapter initialisation is random: same seed, same run
     model = method.apply(model, cfg)
     counts = trainable_summary(model)
@@ -102,16 +107,16 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
         return TrainResult(run, True, trainer.state.global_step, final_loss, model=trainer.model,
                            tokens=trainer.tokens_seen, train_seconds=seconds)
     _save_final(trainer, run, tokenizer, template, cfg, base, stage.name, method.adapter)
-    plots = plot_curves(run.log, run.plots)
+    plots = plot_curves(run.log, run.plots, stage.metrics)
     summary = {"stage": stage.name, "method": cfg.method.name, "base model": base, "steps": trainer.state.global_step,
                "final train loss": final_loss, "precision": f"{precision.name} ({precision.reason})",
                "trainable parameters": f"{counts['trainable']:,} of {counts['total']:,}",
                "training rows": len(data.train), "model": str(run.model)}
-    report = write_report(run.root, run.log, summary, [a.line() for a in advice], plots)
+    report = write_report(run.root, run.log, summary, advice_lines, plots, stage.metrics)
     run.set_state("finished", step=trainer.state.global_step)
     evaluation = _auto_eval(cfg, run, trainer.model, tokenizer, template, data.test, base, stage.name, echo)
     return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model,
-                       trainer.tokens_seen, seconds, evaluation)
+                       trainer.tokens_seen, seconds, evaluation, _reference(trainer))
 
 
 def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template: ChatTemplate, test: list[Any],
@@ -123,7 +128,7 @@ def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template
     from tuneforge.inference.engine import Engine
 
     e = cfg.evaluation
-    if not e.auto or stage != "sft" or not (test or e.file):
+    if not e.auto or stage != "sft" or not (test or e.file):  # generation metrics need reference answers
         return None
     items = eval_items(cfg) if e.file else items_from_examples(test)[: e.max_samples]
     if not items:
@@ -137,6 +142,11 @@ def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template
     md = next(p for p in result.files if p.name == "eval.md")
     add_to_run_report(run.root / "report.md", md.read_text(encoding="utf-8"), md.with_name("eval.png"))
     return result
+
+
+def _reference(trainer: Any) -> Any:
+    """The separate reference model of a trainer, if it keeps one (TRL: ``ref_model``; PPO: ``reference``)."""
+    return getattr(trainer, "ref_model", None) or getattr(trainer, "reference", None)
 
 
 def _stage(cfg: RunConfig) -> Any:
@@ -154,10 +164,9 @@ def _set_threads(cfg: RunConfig) -> None:
     torch.set_num_threads(cfg.training.threads or usable)
 
 
-def _load_model(base: str, cfg: RunConfig, precision: Precision, method: Any) -> Any:
+def _load_model(base: str, cfg: RunConfig, precision: Precision, method: Any, stage: Any) -> Any:
     """The base model: fp32 master weights for full/freeze, compute dtype for adapters on GPU."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     on_gpu = precision.device == "cuda"
     dtype = precision.dtype if (method.adapter and on_gpu) else torch.float32
@@ -166,7 +175,7 @@ def _load_model(base: str, cfg: RunConfig, precision: Precision, method: Any) ->
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": 0} if on_gpu else {"": "cpu"}
-    model = AutoModelForCausalLM.from_pretrained(base, trust_remote_code=cfg.model.trust_remote_code, **kwargs)
+    model = stage.load_model(base, cfg, kwargs)
     model.config.use_cache = False  # required for exact padding-free attention (see data/collators.py)
     if cfg.training.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -210,47 +219,45 @@ def _write_inputs(run: RunDir, cfg: RunConfig, report: dict[str, Any], advice: l
 
 def _build_trainer(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, data: Any, precision: Precision,
                    stage: Any, progress: bool) -> tuple[Any, NanGuard, Interrupt]:
-    from datasets import Dataset
     from torch.utils.tensorboard import SummaryWriter
     from transformers import EarlyStoppingCallback
     from transformers.integrations import TensorBoardCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from tuneforge.training.stages import StageInputs
 
     t = cfg.training
     has_eval = data.eval is not None
-    args = _training_args(cfg, run, precision, has_eval)
     ref: list[Any] = []
     guard, interrupt = NanGuard(), Interrupt()
-    callbacks = [JsonlLogger(run.log, ref), guard, interrupt, Progress(ref, progress),
+    callbacks = [JsonlLogger(run.log, ref, stage.metrics), guard, interrupt, Progress(ref, progress),
                  TensorBoardCallback(tb_writer=SummaryWriter(str(run.root / "tensorboard")))]
     if t.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
-    trainer = stage.trainer_class(
-        model=model, args=args, train_dataset=Dataset.from_dict(data.train.columns),
-        eval_dataset=Dataset.from_dict(data.eval.columns) if has_eval else None,
-        data_collator=stage.collator(cfg, tokenizer, _attention(precision.device == "cuda") == "flash_attention_2"),
-        processing_class=tokenizer, callbacks=callbacks,
-        loraplus_lr_ratio=cfg.method.lora.loraplus_lr_ratio if TUNING.get(cfg.method.name).adapter else None)
-    trainer.split_packed = precision.device == "cpu" and cfg.training.padding_free  # GPUs use varlen flash kernels
+    on_gpu = precision.device == "cuda"
+    trainer = stage.build(StageInputs(
+        cfg=cfg, model=model, tokenizer=tokenizer, args=_training_args(cfg, run, precision, has_eval),
+        train=data.train.columns, eval=data.eval.columns if has_eval else None, callbacks=callbacks,
+        flash=_attention(on_gpu) == "flash_attention_2", adapter=TUNING.get(cfg.method.name).adapter))
+    stage.configure(trainer, not on_gpu, cfg)
     ref.append(trainer)
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer, guard, interrupt
 
 
-def _training_args(cfg: RunConfig, run: RunDir, precision: Precision, has_eval: bool) -> Any:
-    from transformers import TrainingArguments
-
+def _training_args(cfg: RunConfig, run: RunDir, precision: Precision, has_eval: bool) -> dict[str, Any]:
+    """``TrainingArguments`` keywords shared by every stage (TRL configs accept them too)."""
     t = cfg.training
     scheduler = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[t.scheduler]
-    return TrainingArguments(
+    return dict(
         output_dir=str(run.checkpoints), num_train_epochs=t.epochs or 1, max_steps=t.max_steps or -1,
         learning_rate=t.learning_rate, per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation,
         lr_scheduler_type=scheduler, warmup_steps=t.warmup_ratio or 0.0, weight_decay=t.weight_decay or 0.0,
         max_grad_norm=t.max_grad_norm, bf16=precision.name == "bf16", fp16=precision.name == "fp16",
         use_cpu=precision.device == "cpu", eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_steps,
+        eval_on_start=t.eval_on_start and has_eval,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps, seed=t.seed, data_seed=t.seed, report_to="none", disable_tqdm=True,
         remove_unused_columns=False, train_sampling_strategy="group_by_length" if t.group_by_length else "random",

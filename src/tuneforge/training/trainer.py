@@ -23,7 +23,76 @@ IGNORE = -100
 DISK_MARGIN = 1.2
 
 
-class TuneforgeTrainer(Trainer):
+class RunTrainerMixin:
+    """What every tuneforge trainer adds to its transformers/TRL base: crash-safe checkpoints and token counts.
+
+    Mixed in before the base class (``class DPO(RunTrainerMixin, DPOTrainer)``), so TRL trainers get the
+    same checkpoints, resume and tokens/s logging as SFT.
+    """
+
+    #: Input tokens (no padding) processed in training steps; read by the log and progress callbacks.
+    tokens_seen = 0
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        """Count the step's real tokens, then train as the base class does."""
+        if isinstance(inputs, dict):
+            self._count_tokens(inputs)
+        return super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+
+    def _count_tokens(self, inputs: dict[str, Any]) -> None:
+        """Real tokens of a batch: its attention masks (CPO/ORPO keep one per side), else the ids."""
+        masks = [v for k, v in inputs.items() if k.endswith("attention_mask") and not k.startswith("prompt")
+                 and torch.is_tensor(v)]
+        if masks:
+            self.tokens_seen += sum(int(m.sum()) for m in masks)
+        elif torch.is_tensor(inputs.get("input_ids")):
+            self.tokens_seen += inputs["input_ids"].numel()
+
+    # --- crash-safe checkpoints -------------------------------------------------------------------
+    # Trainer writes checkpoint-N in place; a kill in the middle leaves a folder that looks complete
+    # to get_last_checkpoint. We let it write into a staging folder and rename it when complete.
+    # (Overrides the private _save_checkpoint/_get_output_dir of transformers 5.x; the kill-and-resume
+    # test in tests/e2e fails if upstream changes them.)
+
+    _staging: str | None = None
+
+    def _get_output_dir(self, trial: Any) -> str:
+        return self._staging or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        run_dir = super()._get_output_dir(trial)
+        self._check_disk(run_dir)
+        name = f"checkpoint-{self.state.global_step}"
+        self._staging = os.path.join(run_dir, f".staging-{name}")
+        shutil.rmtree(self._staging, ignore_errors=True)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            staged, self._staging = os.path.join(self._staging, name), None
+        final = os.path.join(run_dir, name)
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(staged, final)
+        shutil.rmtree(os.path.dirname(staged), ignore_errors=True)
+        if self.args.should_save:
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+
+    def _check_disk(self, run_dir: str) -> None:
+        """Refuse to start a checkpoint that cannot fit (trainable weights, 2 Adam moments, model weights)."""
+        os.makedirs(run_dir, exist_ok=True)
+        params = sum(p.numel() * p.element_size() for p in self.model.parameters() if p.requires_grad)
+        need = int(params * 3 * DISK_MARGIN) + 50 * 2**20
+        free = shutil.disk_usage(run_dir).free
+        if free < need:
+            raise DiskSpaceError("not enough disk space for a checkpoint", [Problem(
+                f"a checkpoint needs about {need / 2**20:.0f} MiB but {run_dir} has {free / 2**20:.0f} MiB free",
+                field="output.dir", fix="free some space or set output.dir elsewhere; the last checkpoint is kept")])
+
+
+
+
+class TuneforgeTrainer(RunTrainerMixin, Trainer):
     """``Trainer`` with the loss computed only where labels exist and crash-safe checkpoints.
 
     Args:
@@ -51,8 +120,6 @@ class TuneforgeTrainer(Trainer):
         positions whose next token is a label, so prompt tokens cost no full-vocabulary logits.
         """
         labels = inputs.pop("labels")
-        if model.training:
-            self._count_tokens(inputs)
         pieces = self._pieces(inputs, labels) if self.split_packed else [(inputs, labels)]
         total, count, outputs = None, 0, None
         for piece, piece_labels in pieces:
@@ -62,10 +129,6 @@ class TuneforgeTrainer(Trainer):
         denom = num_items_in_batch if num_items_in_batch is not None else max(1, count)
         loss = total / (denom.to(total.device) if torch.is_tensor(denom) else denom)
         return (loss, outputs) if return_outputs else loss
-
-    def _count_tokens(self, inputs: dict[str, Any]) -> None:
-        mask = inputs.get("attention_mask")
-        self.tokens_seen += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         """One micro-batch; a split padding-free row runs forward *and backward* one sequence at a time.
@@ -150,47 +213,6 @@ class TuneforgeTrainer(Trainer):
             self.model, torch.optim.AdamW, lr=self.args.learning_rate, loraplus_lr_ratio=self.loraplus_lr_ratio,
             weight_decay=self.args.weight_decay)
         return self.optimizer
-
-    # --- crash-safe checkpoints -------------------------------------------------------------------
-    # Trainer writes checkpoint-N in place; a kill in the middle leaves a folder that looks complete
-    # to get_last_checkpoint. We let it write into a staging folder and rename it when complete.
-    # (Overrides the private _save_checkpoint/_get_output_dir of transformers 5.x; the kill-and-resume
-    # test in tests/e2e fails if upstream changes them.)
-
-    _staging: str | None = None
-
-    def _get_output_dir(self, trial: Any) -> str:
-        return self._staging or super()._get_output_dir(trial)
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        run_dir = super()._get_output_dir(trial)
-        self._check_disk(run_dir)
-        name = f"checkpoint-{self.state.global_step}"
-        self._staging = os.path.join(run_dir, f".staging-{name}")
-        shutil.rmtree(self._staging, ignore_errors=True)
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            staged, self._staging = os.path.join(self._staging, name), None
-        final = os.path.join(run_dir, name)
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.replace(staged, final)
-        shutil.rmtree(os.path.dirname(staged), ignore_errors=True)
-        if self.args.should_save:
-            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
-
-    def _check_disk(self, run_dir: str) -> None:
-        """Refuse to start a checkpoint that cannot fit (trainable weights, 2 Adam moments, model weights)."""
-        os.makedirs(run_dir, exist_ok=True)
-        params = sum(p.numel() * p.element_size() for p in self.model.parameters() if p.requires_grad)
-        need = int(params * 3 * DISK_MARGIN) + 50 * 2**20
-        free = shutil.disk_usage(run_dir).free
-        if free < need:
-            raise DiskSpaceError("not enough disk space for a checkpoint", [Problem(
-                f"a checkpoint needs about {need / 2**20:.0f} MiB but {run_dir} has {free / 2**20:.0f} MiB free",
-                field="output.dir", fix="free some space or set output.dir elsewhere; the last checkpoint is kept")])
 
 
 class DiskSpaceError(TuneforgeError):

@@ -71,7 +71,7 @@ class Lora(TuningMethod):
         init: bool | str = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}[lora.init]
         return LoraConfig(r=lora.rank, lora_alpha=lora.alpha or 2 * lora.rank, lora_dropout=lora.dropout or 0.0,
                           target_modules=_targets(model, lora.targets), use_dora=lora.use_dora or self.dora,
-                          use_rslora=lora.use_rslora, init_lora_weights=init, task_type="CAUSAL_LM")
+                          use_rslora=lora.use_rslora, init_lora_weights=init, task_type=_task_type(model))
 
 
 class Dora(Lora):
@@ -136,3 +136,8 @@ def trainable_summary(model: Any) -> dict[str, int]:
         total += p.numel()
         trainable += p.numel() if p.requires_grad else 0
     return {"trainable": trainable, "total": total}
+
+
+def _task_type(model: Any) -> str:
+    """PEFT task: SEQ_CLS for a reward model (keeps its new score head trainable and saved), else CAUSAL_LM."""
+    return "SEQ_CLS" if type(model).__name__.endswith("ForSequenceClassification") else "CAUSAL_LM"

@@ -1,0 +1,127 @@
+"""The stage interface: what a stage may change on the one shared training path (``training/runner.py``).
+
+The runner loads the model, the data and the tuning method the same way for every stage, then asks the
+stage for its trainer. A stage overrides only what differs: how the model is loaded (a reward model has
+a scalar head), how processed columns become a dataset, which arguments class and trainer it uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.data.collators import PaddingFreeCollator, padded_collator
+from tuneforge.training.trainer import TuneforgeTrainer
+
+
+@dataclass
+class StageInputs:
+    """Everything the runner has built when it asks a stage for its trainer."""
+
+    cfg: RunConfig
+    model: Any
+    tokenizer: Any
+    args: dict[str, Any]  # TrainingArguments keywords shared by every stage
+    train: dict[str, list[Any]]  # processed columns
+    eval: dict[str, list[Any]] | None
+    callbacks: list[Any]
+    flash: bool  # flash-attention kernels in use (GPU)
+    adapter: bool  # the model is a PEFT adapter model
+
+
+class Stage:
+    """Causal-LM training on input_ids/labels (sft); subclasses change data, model, arguments or trainer.
+
+    Attributes:
+        name: The ``training.stage`` value.
+        policy: The result generates text (chat, automatic evaluation); False for a reward model.
+        metrics: Logged keys (besides loss) plotted into ``plots/<stage>.png``.
+    """
+
+    name = "sft"
+    policy = True
+    metrics: tuple[str, ...] = ()
+    trainer_class: type = TuneforgeTrainer
+
+    def load_model(self, base: str, cfg: RunConfig, kwargs: dict[str, Any]) -> Any:
+        """The model to tune; a causal LM unless the stage needs another head."""
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(base, trust_remote_code=cfg.model.trust_remote_code, **kwargs)
+
+    def prepare_data(self, cfg: RunConfig, examples: list[Any], opts: Any) -> Any:
+        """Examples -> processed columns (the processor of the examples' kind)."""
+        from tuneforge.data.processors.base import process_examples
+
+        return process_examples(examples, opts)
+
+    def defaults(self, cfg: RunConfig, train: dict[str, list[Any]]) -> tuple[RunConfig, list[str]]:
+        """Stage-specific values filled in (with a reason each) before the trainer is built."""
+        return cfg, []
+
+    def build(self, s: StageInputs) -> Any:
+        """The trainer for this stage."""
+        from datasets import Dataset
+        from transformers import TrainingArguments
+
+        return self.trainer_class(
+            model=s.model, args=TrainingArguments(**s.args), train_dataset=Dataset.from_dict(s.train),
+            eval_dataset=Dataset.from_dict(s.eval) if s.eval else None,
+            data_collator=self.collator(s.cfg, s.tokenizer, s.flash), processing_class=s.tokenizer,
+            callbacks=s.callbacks,
+            loraplus_lr_ratio=s.cfg.method.lora.loraplus_lr_ratio if s.adapter else None)
+
+    def configure(self, trainer: Any, cpu: bool, cfg: RunConfig) -> None:
+        """Adjust the built trainer (SFT on CPU: one forward and backward per packed sequence)."""
+        trainer.split_packed = cpu and cfg.training.padding_free  # GPUs use varlen flash kernels
+
+    def collator(self, cfg: RunConfig, tokenizer: Any, flash: bool) -> Any:
+        """Padding-free by default; padded when asked (e.g. kernels that need rectangular batches)."""
+        if cfg.training.padding_free:
+            return PaddingFreeCollator(flash_attn_kwargs=flash)
+        return padded_collator(tokenizer, pad_to_multiple_of=8 if flash else None)
+
+
+class PretrainStage(Stage):
+    """Continued pre-training: rows are chunks of concatenated documents, every token trained."""
+
+    name = "pt"
+
+
+class TrlStage(Stage):
+    """A stage trained by one of TRL's trainers: its config class carries the stage's own arguments.
+
+    TRL trainers pad (no padding-free rows), sample batches at random (their collators do not use our
+    length-grouped sampler) and keep the tokenized columns tuneforge made with the training template.
+    """
+
+    config_class: Any = None
+    #: The config has ``max_length`` (set to ``data.max_length``).
+    truncates = True
+
+    def arguments(self, s: StageInputs) -> dict[str, Any]:
+        """Stage-specific keywords of ``config_class`` (beta, loss type, ...)."""
+        return {}
+
+    def dataset(self, columns: dict[str, list[Any]], s: StageInputs) -> Any:
+        """Processed columns -> the dataset the TRL trainer reads."""
+        from datasets import Dataset
+
+        return Dataset.from_dict(columns)
+
+    def build(self, s: StageInputs) -> Any:
+        args = {**s.args, "train_sampling_strategy": "random", **self.arguments(s)}
+        if self.truncates:
+            args["max_length"] = s.cfg.data.max_length
+        return self.trainer_class(
+            model=s.model, args=self.config_class(**args), train_dataset=self.dataset(s.train, s),
+            eval_dataset=self.dataset(s.eval, s) if s.eval else None, processing_class=s.tokenizer,
+            callbacks=s.callbacks, **self.trainer_kwargs(s))
+
+    def trainer_kwargs(self, s: StageInputs) -> dict[str, Any]:
+        """Extra keywords of the trainer's constructor (reward functions, ...)."""
+        return {}
+
+    def configure(self, trainer: Any, cpu: bool, cfg: RunConfig) -> None:
+        return None

@@ -1,0 +1,144 @@
+"""Every alignment stage x (full, lora) on a tiny random model: finite loss, trained parameters moved,
+reference untouched, and an interrupted run resumes on the same curve."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from tests.conftest import write_json
+from tests.e2e.conftest import write_config
+from tuneforge.config.load import load_config
+from tuneforge.training.runner import train
+
+PAIRS = [{"instruction": f"What is {a} plus {b}?", "input": "", "chosen": f"{a} plus {b} is {a + b}.",
+          "rejected": f"I do not know {a}."} for a in range(8) for b in range(5)]
+KTO = [{"instruction": f"What is {a} plus {b}?", "output": f"{a} plus {b} is {a + b}." if (a + b) % 3 else "No idea.",
+        "kto_tag": bool((a + b) % 3)} for a in range(8) for b in range(5)]
+QA = [{"instruction": f"What is {a} plus {b}?", "input": "", "output": str(a + b)} for a in range(8) for b in range(5)]
+#: Sampling stages: a tiny random model never answers exactly (every reward 0, no signal); reward the
+#: character length of its random answers instead, which varies within each group.
+SAMPLING = {"rewards": ["tests.e2e.test_alignment:char_length"], "max_new_tokens": 8, "num_generations": 2}
+DATA = {"rm": PAIRS, "dpo": PAIRS, "simpo": PAIRS, "orpo": PAIRS, "kto": KTO, "grpo": QA, "ppo": QA}
+#: Stages that train against a frozen reference (the others are reference-free).
+WITH_REFERENCE = ("dpo", "kto", "grpo", "ppo")
+
+
+def char_length(prompts: list[Any], completions: list[str], **_: Any) -> list[float]:
+    """A user reward function (given as module:function): longer answers (in characters) score higher."""
+    return [len(text) / 50 for text in completions]
+
+
+@pytest.fixture(scope="module")
+def reward_model(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    tmp = tmp_path_factory.mktemp("rm")
+    result = _run(tmp, tiny_model_dir, "rm", "lora")
+    return result.run.root
+
+
+def _run(tmp: Path, model: Path, stage: str, method: str, callbacks: list[Any] | None = None,
+         **alignment: Any) -> Any:
+    tmp.mkdir(parents=True, exist_ok=True)
+    data = write_json(tmp / f"{stage}.json", DATA[stage])
+    extra = SAMPLING if stage in ("grpo", "ppo") else {}
+    cfg = write_config(tmp, model, data, training={"stage": stage, "max_steps": 4, "save_steps": 2, "eval_steps": 2},
+                       method={"name": method}, alignment={**extra, **alignment})
+    return train(load_config(cfg), str(cfg), progress=False, echo=lambda m: None, callbacks=callbacks)
+
+
+def _rows(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines() if x.strip()]
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def _base_state(model: Any) -> dict[str, torch.Tensor]:
+    """Base-model weights by their plain name (PEFT prefixes and adapter layers stripped)."""
+    out = {}
+    for name, p in model.named_parameters():
+        if "lora_" in name or "modules_to_save" in name:
+            continue
+        out[name.replace("base_model.model.", "").replace(".base_layer", "")] = p.detach()
+    return out
+
+
+def _changed(before: dict[str, torch.Tensor], model: Any) -> set[str]:
+    return {k for k, v in _base_state(model).items() if k in before and not torch.equal(v.float(), before[k].float())}
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+@pytest.mark.parametrize("stage", ["rm", "dpo", "simpo", "orpo", "kto", "grpo", "ppo"])
+def test_stage_trains(tmp_path: Path, tiny_model_dir: Path, reward_model: Path, stage: str, method: str) -> None:
+    extra = {"reward_model": str(reward_model)} if stage == "ppo" else {}
+    result = _run(tmp_path, tiny_model_dir, stage, method, **extra)
+    rows = [r for r in _rows(result.run.root) if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["loss"]) for r in rows)
+    before = _weights(tiny_model_dir)
+    if method == "full":
+        assert _changed(before, result.model), "no base weight moved"
+    else:
+        assert not _changed(before, result.model), "LoRA changed base weights (the reference)"
+        lora_b = [p for n, p in result.model.named_parameters() if "lora_B" in n]
+        assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
+        assert set(result.model.peft_config) == {"default"}  # no second adapter copy as reference
+    if stage in WITH_REFERENCE and method == "full":
+        assert result.reference is not None
+        assert not _changed(before, result.reference), "the reference model moved"
+    assert (result.run.root / "plots" / "alignment.png").is_file()
+    meta = json.loads((result.run.model / "tuneforge_training.json").read_text())
+    assert meta["stage"] == stage
+
+
+def test_stage_metrics_are_logged(tmp_path: Path, tiny_model_dir: Path, reward_model: Path) -> None:
+    logged = {}
+    for stage, keys in {"dpo": ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"),
+                        "kto": ("rewards/chosen", "rewards/rejected", "kl"), "grpo": ("reward", "kl"),
+                        "ppo": ("reward", "kl")}.items():
+        extra = {"reward_model": str(reward_model)} if stage == "ppo" else {}
+        run = _run(tmp_path / stage, tiny_model_dir, stage, "lora", **extra).run.root
+        rows = _rows(run)
+        logged[stage] = {k for r in rows for k in r}
+        assert all(k in logged[stage] for k in keys), (stage, logged[stage])
+    rm_rows = _rows(reward_model)
+    assert any("eval_accuracy" in r for r in rm_rows)
+    assert "pairwise accuracy on the validation split" in (reward_model / "report.md").read_text()
+
+
+class _InterruptAt(TrainerCallback):
+    """Sends this process Ctrl-C during a step: the run saves a checkpoint and stops, as from a terminal."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.global_step + 1 == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("stage", ["rm", "dpo", "simpo", "orpo", "kto", "grpo", "ppo"])
+def test_interrupted_stage_resumes_on_the_same_curve(tmp_path: Path, tiny_model_dir: Path, reward_model: Path,
+                                                     stage: str) -> None:
+    extra = {"reward_model": str(reward_model)} if stage == "ppo" else {}
+    whole = _rows(_run(tmp_path / "a", tiny_model_dir, stage, "lora", **extra).run.root)
+    first = _run(tmp_path / "b", tiny_model_dir, stage, "lora", callbacks=[_InterruptAt(2)], **extra)
+    assert first.interrupted and first.steps == 2
+    second = _run(tmp_path / "b", tiny_model_dir, stage, "lora", **extra)
+    assert not second.interrupted and second.steps == 4
+    resumed = {r["step"]: r["loss"] for r in _rows(second.run.root) if "loss" in r}
+    reference = {r["step"]: r["loss"] for r in whole if "loss" in r}
+    assert sorted(resumed) == [1, 2, 3, 4]
+    for step in (3, 4):
+        assert resumed[step] == pytest.approx(reference[step], abs=1e-4), (stage, step, resumed, reference)
