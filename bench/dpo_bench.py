@@ -6,7 +6,7 @@
    preference (mean log-probability of chosen > rejected) of the base and of the tuned model.
 2. *Memory* (``--memory-steps``, default 4): peak RSS of tuneforge's DPO (reference = the base with the
    adapter disabled) against TRL's ``DPOTrainer`` given an explicit reference model copy, same data,
-   same LoRA, same batch; each in its own subprocess.
+   same LoRA, same batch, both with gradient checkpointing (TRL's default); each in its own subprocess.
 
 Usage: ``python bench/dpo_bench.py [--steps 30] [--memory-steps 4] [--skip-learning]``
 """
@@ -33,7 +33,7 @@ DATA = ROOT.parent / "shared" / "fixtures" / "llamafactory" / "dpo_en_demo.json"
 MAX_LENGTH = 384
 
 
-def config(out: Path, steps: int, eval_steps: int, validation: float = 0.1) -> Any:
+def config(out: Path, steps: int, eval_steps: int, validation: float = 0.1, checkpointing: bool = False) -> Any:
     """The DPO job; ``validation=0`` for the memory runs (TRL's run has no evaluation either)."""
     from tuneforge.config.schema import RunConfig
 
@@ -43,7 +43,8 @@ def config(out: Path, steps: int, eval_steps: int, validation: float = 0.1) -> A
         "method": {"name": "lora", "lora": {"rank": 8, "dropout": 0.0}},
         "training": {"stage": "dpo", "max_steps": steps, "learning_rate": 5e-5, "batch_size": 2,
                      "gradient_accumulation": 1, "logging_steps": 1, "eval_steps": eval_steps,
-                     "save_steps": steps, "warmup_ratio": 0.0, "eval_on_start": validation > 0},
+                     "save_steps": steps, "warmup_ratio": 0.0, "eval_on_start": validation > 0,
+                     "gradient_checkpointing": checkpointing},
         "alignment": {"beta": 0.1},
         "output": {"dir": str(out), "name": "dpo", "overwrite": True},
     })
@@ -126,7 +127,8 @@ def child(name: str, steps: int) -> None:
         if name == "tuneforge":
             from tuneforge.training.runner import train
 
-            r = train(config(Path(tmp), steps, steps, validation=0.0), echo=lambda m: None, progress=False)
+            r = train(config(Path(tmp), steps, steps, validation=0.0, checkpointing=True), echo=lambda m: None,
+                      progress=False)
             info = f"{r.steps} steps, final loss {r.final_loss:.4f}"
         else:
             info = _trl_explicit_reference(Path(tmp), steps)
@@ -154,7 +156,7 @@ def _trl_explicit_reference(tmp: Path, steps: int) -> str:
     ref = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     args = DPOConfig(output_dir=str(tmp / "trl"), max_steps=steps, per_device_train_batch_size=2,
                      learning_rate=5e-5, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
-                     bf16=False, max_length=MAX_LENGTH, beta=0.1, seed=42)
+                     bf16=False, max_length=MAX_LENGTH, beta=0.1, seed=42, gradient_checkpointing=True)
     class Pretokenized(TokenizedPairsMixin, DPOTrainer):
         """DPOTrainer itself; only its tokenization is skipped (the pairs are already token ids)."""
 

@@ -142,3 +142,21 @@ def test_interrupted_stage_resumes_on_the_same_curve(tmp_path: Path, tiny_model_
     assert sorted(resumed) == [1, 2, 3, 4]
     for step in (3, 4):
         assert resumed[step] == pytest.approx(reference[step], abs=1e-4), (stage, step, resumed, reference)
+
+
+def test_score_command_ranks_pairs_like_the_validation_accuracy(tmp_path: Path, reward_model: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tuneforge.cli.main import app
+
+    data = write_json(tmp_path / "pairs.json", PAIRS[:12])
+    out = CliRunner().invoke(app, ["score", str(reward_model), "--data", str(data), "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["n"] == 12 and all("score_chosen" in r and "score_rejected" in r for r in result["rows"])
+    evals = [r["eval_accuracy"] for r in _rows(reward_model) if "eval_accuracy" in r]
+    # the same kind of pairs as the validation split: accuracy within the trained model's reach
+    assert result["accuracy"] >= min(evals[-1], 0.9) - 0.25
+    sft = write_json(tmp_path / "qa.json", QA[:3])
+    out = CliRunner().invoke(app, ["score", str(reward_model), "--data", str(sft), "--json"])
+    assert out.exit_code == 0 and json.loads(out.stdout)["accuracy"] is None

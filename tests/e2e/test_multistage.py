@@ -37,3 +37,30 @@ def test_two_stages(tmp_path: Path, tiny_model_dir: Path, sft_data: Path) -> Non
     assert (first.parent / "report.md").read_text().count("plots/loss.png") == 2
     again = train_stages(load_config(cfg_path), str(cfg_path), progress=False, echo=lambda m: None)
     assert [r.run.root for r in again] == [first, last]  # finished stages are kept, not retrained
+
+
+def test_sft_then_rm_then_ppo_and_sft_then_dpo(tmp_path: Path, tiny_model_dir: Path, sft_data: Path) -> None:
+    from tests.e2e.test_alignment import PAIRS, QA
+
+    pairs = write_json(tmp_path / "pairs.json", PAIRS)
+    prompts = write_json(tmp_path / "prompts.json", QA)
+    cfg_path = write_config(tmp_path, tiny_model_dir, sft_data, training={"max_steps": 2, "save_steps": 2})
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["stages"] = [{"name": "sft"},
+                     {"name": "rm", "data": {"datasets": [str(pairs)]}, "training": {"stage": "rm"}},
+                     {"name": "ppo", "data": {"datasets": [str(prompts)]}, "training": {"stage": "ppo"},
+                      "alignment": {"max_new_tokens": 6}},
+                     {"name": "dpo", "data": {"datasets": [str(pairs)]}, "training": {"stage": "dpo"}}]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    sft, rm, ppo, dpo = (r.run.root for r in train_stages(load_config(cfg_path), str(cfg_path), progress=False,
+                                                          echo=lambda m: None))
+    resolved = {p.name: yaml.safe_load((p / "config.yaml").read_text()) for p in (rm, ppo, dpo)}
+    assert resolved["02-rm"]["model"]["name_or_path"] == str(sft / "merged")  # the reward model starts from SFT
+    assert resolved["03-ppo"]["model"]["name_or_path"] == str(sft / "merged")  # the policy is SFT's, not the RM
+    assert resolved["03-ppo"]["alignment"]["reward_model"] == str(rm)  # the latest rm stage, filled in
+    assert resolved["04-dpo"]["model"]["name_or_path"] == str(ppo / "merged")
+    lr_sft = yaml.safe_load((sft / "config.yaml").read_text())["training"]["learning_rate"]
+    assert resolved["04-dpo"]["training"]["learning_rate"] != pytest.approx(lr_sft / 2)  # advice, not inherited
+    assert json.loads((dpo / "data_report.json").read_text())["examples"]["replay"] == 0  # no SFT rows in DPO
+    for run in (rm, ppo, dpo):
+        assert (run / "model" / "tuneforge_training.json").is_file()

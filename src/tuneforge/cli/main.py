@@ -13,6 +13,7 @@ from tuneforge.cli import (
     eval_cmd,
     export_cmd,
     models_cmd,
+    score_cmd,
     train_cmd,
 )
 from tuneforge.cli.common import quiet_libraries
@@ -28,6 +29,7 @@ app.command("export")(export_cmd.export)
 app.command("eval")(eval_cmd.evaluate)
 app.command("recommend")(advice_cmd.recommend)
 app.command("estimate")(advice_cmd.estimate)
+app.command("score")(score_cmd.score)
 
 
 @app.command()

@@ -208,8 +208,8 @@ class AlignmentConfig(Section):
         "(exact_answer, regex, format, length, reward_model) or 'module:function'.")
     reward_weights: list[float] | None = Field(None, description="grpo: weight of each reward function (default 1).")
     answer_pattern: str = Field(
-        r"(-?\d+(?:\.\d+)?)\s*$", description="Regex whose first group is the answer (exact_answer); the "
-        "'regex'/'format' rewards require a match of it.")
+        r"(-?\d+(?:\.\d+)?)", description="Regex whose first group is the answer; its last match in an answer "
+        "counts (exact_answer); the 'regex'/'format' rewards require a match of it.")
     target_length: int = Field(64, gt=0, description="length reward: completions longer than this many tokens lose "
                                "reward in proportion.")
     num_generations: int = Field(4, ge=2, description="grpo: answers sampled per prompt (the group).")

@@ -25,7 +25,7 @@ def stage_configs(cfg: RunConfig, root: Path) -> list[RunConfig]:
     out = []
     for i, stage in enumerate(cfg.stages):
         merged = {**base}
-        for section in ("data", "template", "method", "training"):
+        for section in ("data", "template", "method", "training", "alignment"):
             merged[section] = {**base[section], **getattr(stage, section)}
         merged["output"] = {**base["output"], "dir": str(root), "name": f"{i + 1:02d}-{stage.name}"}
         out.append(RunConfig.model_validate(merged))
@@ -39,18 +39,44 @@ def train_stages(cfg: RunConfig, config_path: str | None = None, overwrite: bool
 
     root = Path(cfg.output.dir) / run_name(cfg, config_path)
     results: list[TrainResult] = []
-    earlier: list[Any] = []
+    earlier: list[tuple[str, list[Any]]] = []  # (stage, datasets) of the stages done so far
     for i, (stage, scfg) in enumerate(zip(cfg.stages, stage_configs(cfg, root), strict=True)):
-        if results:
-            prev = results[-1]
-            start = _start_model(prev, export_run, echo)
-            scfg = _follow(scfg, stage.replay_ratio, earlier, start, _learning_rate(prev))
-        echo(f"== stage {i + 1}/{len(cfg.stages)}: {stage.name}")
+        policy = _last_policy(results)
+        if policy is not None:
+            start = _start_model(policy, export_run, echo)
+            scfg = _follow(scfg, stage.replay_ratio, earlier, start, policy)
+        scfg = _with_reward_model(scfg, results)
+        echo(f"== stage {i + 1}/{len(cfg.stages)}: {stage.name} ({scfg.training.stage})")
         result = _train_or_reuse(scfg, overwrite and i == 0, echo, progress)
         results.append(result)
-        earlier += scfg.data.datasets
+        earlier.append((scfg.training.stage, scfg.data.datasets))
     _write_summary(root, results)
     return results
+
+
+def _stage_of(result: TrainResult) -> str:
+    return str(_meta(result).get("stage", "sft"))
+
+
+def _meta(result: TrainResult) -> dict[str, Any]:
+    path = result.run.model / "tuneforge_training.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _last_policy(results: list[TrainResult]) -> TrainResult | None:
+    """The latest stage whose model generates text (a reward model is no starting point for the next stage)."""
+    return next((r for r in reversed(results) if _stage_of(r) != "rm"), None)
+
+
+def _with_reward_model(cfg: RunConfig, results: list[TrainResult]) -> RunConfig:
+    """ppo (and grpo's reward_model reward) use the latest rm stage unless alignment.reward_model is set."""
+    wants = cfg.training.stage == "ppo" or "reward_model" in cfg.alignment.rewards
+    rm = next((r for r in reversed(results) if _stage_of(r) == "rm"), None)
+    if not wants or cfg.alignment.reward_model or rm is None:
+        return cfg
+    cfg = cfg.model_copy(deep=True)
+    cfg.alignment.reward_model = str(rm.run.root)
+    return cfg
 
 
 def _start_model(prev: TrainResult, export_run: Any, echo: Echo) -> str:
@@ -69,14 +95,21 @@ def _learning_rate(prev: TrainResult) -> float:
     return float(resolved["training"]["learning_rate"])
 
 
-def _follow(cfg: RunConfig, replay_ratio: float, earlier: list[Any], start: str, prev_lr: float) -> RunConfig:
+def _follow(cfg: RunConfig, replay_ratio: float, earlier: list[tuple[str, list[Any]]], start: str,
+            prev: TrainResult) -> RunConfig:
+    """Start from the previous policy; replay and the halved rate apply between stages of the same kind.
+
+    sft -> dpo neither replays SFT records into preference training (another data kind) nor inherits the
+    SFT learning rate (advice picks the preference rate).
+    """
     cfg = cfg.model_copy(deep=True)
     cfg.model.name_or_path = start
-    if replay_ratio > 0:
-        cfg.data.replay = [*cfg.data.replay, *earlier]
+    same = [d for stage, datasets in earlier if stage == cfg.training.stage for d in datasets]
+    if replay_ratio > 0 and same:
+        cfg.data.replay = [*cfg.data.replay, *same]
         cfg.data.replay_ratio = replay_ratio
-    if cfg.training.learning_rate is None:
-        cfg.training.learning_rate = prev_lr / 2
+    if cfg.training.learning_rate is None and _stage_of(prev) == cfg.training.stage:
+        cfg.training.learning_rate = _learning_rate(prev) / 2
     return cfg
 
 

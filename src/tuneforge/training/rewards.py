@@ -74,7 +74,7 @@ def length_penalty(cfg: RunConfig) -> RewardFn:
 
 def reward_model(cfg: RunConfig) -> RewardFn:
     """The score of a trained reward model (``alignment.reward_model``) for prompt + completion."""
-    from tuneforge.models.loading import RewardScorer
+    from tuneforge.models.reward import RewardScorer
 
     if not cfg.alignment.reward_model:
         raise ConfigError("no reward model given", [Problem(

@@ -1,0 +1,62 @@
+"""GRPO reward functions, PPO's advantage estimate and KTO's default weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.training.rewards import build_rewards
+from tuneforge.training.stages.kto import balanced_weights, unpaired
+from tuneforge.training.stages.ppo import GAMMA, LAM, gae
+from tuneforge.utils.errors import ConfigError
+
+
+def _cfg(**alignment: object) -> RunConfig:
+    return RunConfig.model_validate({"data": {"datasets": ["x.json"]}, "alignment": alignment})
+
+
+def test_exact_answer_takes_the_last_number() -> None:
+    (fn,) = build_rewards(_cfg(rewards=["exact_answer"]))
+    got = fn(["p"] * 4, ["3 + 4 = 7.", "The answer is 8", "seven", "7 apples, not 6"], answer=["7", "7", "7", "7"])
+    assert got == [1.0, 0.0, 0.0, 0.0]
+    assert fn.__name__ == "exact_answer"
+
+
+def test_format_and_length_rewards() -> None:
+    fmt, length = build_rewards(_cfg(rewards=["format", "length"], target_length=4))
+    assert fmt(["p", "p"], ["it is 12", "no number"]) == [1.0, 0.0]
+    assert length(["p"] * 3, ["", "", ""], completion_ids=[[1] * 3, [1] * 6, [1] * 20]) == [0.0, -0.5, -1.0]
+
+
+def test_bad_rewards_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as err:
+        build_rewards(_cfg(rewards=["exact", "length"], reward_weights=[1.0]))
+    text = str(err.value.problems)
+    assert "unknown reward 'exact'" in text and "1 reward_weights for 2 rewards" in text
+    with pytest.raises(ConfigError, match="cannot load a reward function"):
+        build_rewards(_cfg(rewards=["no_such_module:f"]))
+    with pytest.raises(ConfigError, match="no reward model"):
+        build_rewards(_cfg(rewards=["reward_model"]))
+
+
+def test_gae_matches_a_hand_computed_case() -> None:
+    rewards = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    values = torch.tensor([[0.5, 0.2, 0.1, 0.0]])  # 0 after the last answer token
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    adv, ret = gae(rewards, values, mask)
+    d2 = 1.0 - 0.1
+    d1 = 0.0 + GAMMA * 0.1 - 0.2
+    d0 = 0.0 + GAMMA * 0.2 - 0.5
+    a2, a1 = d2, d1 + GAMMA * LAM * d2
+    a0 = d0 + GAMMA * LAM * a1
+    assert adv[0].tolist() == pytest.approx([a0, a1, a2, 0.0])
+    assert ret[0, :3].tolist() == pytest.approx([a0 + 0.5, a1 + 0.2, a2 + 0.1])
+
+
+def test_kto_weights_balance_the_counts() -> None:
+    assert balanced_weights([True] * 3 + [False] * 9) == (3.0, 1.0)
+    assert balanced_weights([True] * 8 + [False] * 2) == (1.0, 4.0)
+    cols = unpaired({"prompt_ids": [[1], [2]], "chosen_ids": [[3], [4]], "rejected_ids": [[5], [6]]})
+    assert cols == {"prompt_ids": [[1], [2], [1], [2]], "completion_ids": [[3], [4], [5], [6]],
+                    "label": [True, True, False, False]}
