@@ -102,6 +102,19 @@ def test_stage_trains(tmp_path: Path, tiny_model_dir: Path, reward_model: Path, 
     assert meta["stage"] == stage
 
 
+@pytest.mark.parametrize("stage", ["rm", "dpo", "simpo", "orpo", "kto", "grpo", "ppo"])
+def test_stage_trains_with_qlora(tmp_path: Path, tiny_model_dir: Path, reward_model: Path, stage: str) -> None:
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is installed only on Linux")
+    extra = {"reward_model": str(reward_model)} if stage == "ppo" else {}
+    result = _run(tmp_path, tiny_model_dir, stage, "qlora", **extra)
+    rows = [r for r in _rows(result.run.root) if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(math.isfinite(r["loss"]) for r in rows)
+    assert any("Linear4bit" in type(m).__name__ for m in result.model.modules())
+    assert any(p.abs().sum() > 0 for n, p in result.model.named_parameters() if "lora_B" in n)
+    trainable = {p.dtype for p in result.model.parameters() if p.requires_grad}
+    assert trainable == {torch.float32}  # not TRL's bf16 cast: this CPU computes in fp32
+
+
 def test_stage_metrics_are_logged(tmp_path: Path, tiny_model_dir: Path, reward_model: Path) -> None:
     logged = {}
     for stage, keys in {"dpo": ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"),

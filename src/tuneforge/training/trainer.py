@@ -33,6 +33,25 @@ class RunTrainerMixin:
     #: Input tokens (no padding) processed in training steps; read by the log and progress callbacks.
     tokens_seen = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._keep_trainable_dtype()
+
+    def _keep_trainable_dtype(self) -> None:
+        """Undo TRL's cast of trainable QLoRA parameters to bf16 where the model computes in another dtype.
+
+        TRL's trainers cast every trainable parameter of a quantized model to bf16, new heads included (a
+        reward model's ``score`` then fails against fp32 hidden states), and bf16 is slow on CPUs without
+        bf16 instructions. The parameters follow the embeddings' dtype, the model's compute dtype.
+        """
+        model = self.model
+        if not (getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)):
+            return
+        dtype = model.get_input_embeddings().weight.dtype
+        for p in model.parameters():
+            if p.requires_grad and p.dtype != dtype and p.dtype.is_floating_point:
+                p.data = p.data.to(dtype)
+
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         """Count the step's real tokens, then train as the base class does."""
         if isinstance(inputs, dict):

@@ -42,6 +42,8 @@ class RewardStage(TrlStage):
             base, num_labels=1, trust_remote_code=cfg.model.trust_remote_code, **kwargs)
         tok = AutoTokenizer.from_pretrained(base)
         model.config.pad_token_id = tok.convert_tokens_to_ids(score_pad_token(tok))  # see score_pad_token
+        if "quantization_config" in kwargs:  # the new head is not quantized; keep it in the hidden states' dtype
+            model.score.to(model.get_input_embeddings().weight.dtype)
         return model
 
     def dataset(self, columns: dict[str, list[Any]], s: StageInputs) -> Any:
