@@ -173,3 +173,17 @@ def test_score_command_ranks_pairs_like_the_validation_accuracy(tmp_path: Path, 
     sft = write_json(tmp_path / "qa.json", QA[:3])
     out = CliRunner().invoke(app, ["score", str(reward_model), "--data", str(sft), "--json"])
     assert out.exit_code == 0 and json.loads(out.stdout)["accuracy"] is None
+
+
+def test_reward_model_exports_with_its_head_and_scores_the_same(tmp_path: Path, reward_model: Path) -> None:
+    from tuneforge.evaluation.score import score_file
+    from tuneforge.export import export_run
+
+    result = export_run(str(reward_model), str(tmp_path / "merged"))
+    assert result.verification.max_logit_diff < 1e-4
+    config = json.loads((tmp_path / "merged" / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForSequenceClassification"]
+    data = str(write_json(tmp_path / "pairs.json", PAIRS[:6]))
+    adapter, merged = score_file(str(reward_model), data), score_file(str(tmp_path / "merged"), data)
+    for a, b in zip(adapter.rows, merged.rows, strict=True):
+        assert a["score_chosen"] == pytest.approx(b["score_chosen"], abs=1e-3)

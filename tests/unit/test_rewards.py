@@ -60,3 +60,17 @@ def test_kto_weights_balance_the_counts() -> None:
     cols = unpaired({"prompt_ids": [[1], [2]], "chosen_ids": [[3], [4]], "rejected_ids": [[5], [6]]})
     assert cols == {"prompt_ids": [[1], [2], [1], [2]], "completion_ids": [[3], [4], [5], [6]],
                     "label": [True, True, False, False]}
+
+
+def test_alignment_diagnosis_rules() -> None:
+    from tuneforge.training.report import diagnose_alignment
+
+    flat = [{"step": i, "rewards/margins": 0.01, "rewards/accuracies": 0.5, "kl": 0.01 * (1 + 100 * (i > 6)),
+             "reward": 1.0 - 0.01 * i} for i in range(8)]
+    found = " ".join(diagnose_alignment(flat, [{"step": 8, "eval_accuracy": 0.55}]))
+    for text in ("margin is not growing", "stuck near 0.5", "KL against the reference is exploding",
+                 "mean reward did not rise", "pairwise accuracy on the validation split: 0.550"):
+        assert text in found, text
+    healthy = [{"step": i, "rewards/margins": 0.1 * i, "rewards/accuracies": 0.5 + 0.05 * i, "kl": 0.01 * i,
+                "reward": 0.1 * i} for i in range(8)]
+    assert diagnose_alignment(healthy, []) == []

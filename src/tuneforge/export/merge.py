@@ -40,8 +40,6 @@ def export_run(run: str, out: str, overwrite: bool = False, threshold: float = M
         ExportError: no trained model, an existing ``out`` without ``overwrite``, or a failed verification
             (then nothing is left at ``out``).
     """
-    from transformers import AutoModelForCausalLM
-
     src = Path(trained_folder(run))
     meta_path = src / "tuneforge_training.json"
     if not meta_path.is_file():
@@ -58,9 +56,10 @@ def export_run(run: str, out: str, overwrite: bool = False, threshold: float = M
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     _save(merged, tokenizer, meta, tmp)
-    candidate = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).eval()
+    candidate = _model_class(meta).from_pretrained(tmp, dtype=torch.float32, **_head(meta, tokenizer)).eval()
     reference = _reference(src, meta)  # merge_and_unload modified the first one in place
-    result = compare(reference, candidate, tokenizer, resolve_template("auto", tokenizer))
+    result = compare(reference, candidate, tokenizer, resolve_template("auto", tokenizer),
+                     generate=meta.get("stage") != "rm")
     if not result.ok or result.max_logit_diff > threshold:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ExportError("the exported model does not answer like the trained one", [Problem(
@@ -73,15 +72,27 @@ def export_run(run: str, out: str, overwrite: bool = False, threshold: float = M
     return ExportResult(target, bool(meta["adapter"]), result)
 
 
+def _model_class(meta: dict[str, Any]) -> Any:
+    """A reward model keeps its scalar head (sequence classification); every other stage is a causal LM."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification if meta.get("stage") == "rm" else AutoModelForCausalLM
+
+
+def _head(meta: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
+    """Loading keywords of a reward model: one output, padded as in training (the head reads the last real token)."""
+    return {"num_labels": 1, "pad_token_id": tokenizer.pad_token_id} if meta.get("stage") == "rm" else {}
+
+
 def _reference(src: Path, meta: dict[str, Any]) -> Any:
     """The trained model as training left it: base (de-quantised: loaded in fp32) + adapter, or the full model."""
-    from transformers import AutoModelForCausalLM
-
+    tokenizer = load_tokenizer(str(src))
     if not meta["adapter"]:
-        return AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
+        return _model_class(meta).from_pretrained(src, dtype=torch.float32, **_head(meta, tokenizer)).eval()
     from peft import PeftModel
 
-    base = AutoModelForCausalLM.from_pretrained(resolve_model(meta["base_model"]), dtype=torch.float32)
+    base = _model_class(meta).from_pretrained(resolve_model(meta["base_model"]), dtype=torch.float32,
+                                              **_head(meta, tokenizer))
     return PeftModel.from_pretrained(base, str(src)).eval()
 
 
@@ -89,7 +100,8 @@ def _save(model: Any, tokenizer: Any, meta: dict[str, Any], out: Path) -> None:
     """safetensors + tokenizer (its chat template is the training one) + metadata + stop tokens."""
     eot_id = tokenizer.convert_tokens_to_ids(meta["eot"]) if meta.get("eot") else None
     eos = {i for i in (tokenizer.eos_token_id, eot_id) if isinstance(i, int)}
-    model.generation_config.eos_token_id = sorted(eos) if len(eos) > 1 else next(iter(eos), None)
+    if getattr(model, "can_generate", lambda: False)():  # a reward model has no generation config
+        model.generation_config.eos_token_id = sorted(eos) if len(eos) > 1 else next(iter(eos), None)
     model.config.use_cache = True
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

@@ -29,8 +29,12 @@ class Verification:
 
 
 def compare(reference: Any, candidate: Any, tokenizer: Any, template: ChatTemplate, max_new_tokens: int = 24,
-            prompts: list[str] | None = None) -> Verification:
-    """Greedy continuations and logits of both models on the probe prompts."""
+            prompts: list[str] | None = None, generate: bool = True) -> Verification:
+    """Greedy continuations and logits of both models on the probe prompts.
+
+    ``generate=False`` (reward models: their logits are the scores) compares logits only; a probe then counts
+    as equal when its logits are.
+    """
     worst, equal, mismatches = 0.0, 0, []
     prompts = prompts or PROBES
     for text in prompts:
@@ -39,6 +43,9 @@ def compare(reference: Any, candidate: Any, tokenizer: Any, template: ChatTempla
             a = reference(**ids).logits.float()
             b = candidate(**ids).logits.float()
             worst = max(worst, (a - b).abs().max().item())
+            if not generate:
+                equal += int(torch.allclose(a, b, atol=1e-3))
+                continue
             ga = _greedy(reference, ids, tokenizer, max_new_tokens)
             gb = _greedy(candidate, ids, tokenizer, max_new_tokens)
         if ga == gb:

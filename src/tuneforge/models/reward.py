@@ -34,8 +34,9 @@ def load_reward_model(name_or_path: str) -> tuple[Any, Any]:
         model = AutoModelForSequenceClassification.from_pretrained(resolve_model(path), num_labels=1,
                                                                    dtype=torch.float32)
     tokenizer = load_tokenizer(path)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
+    # The head scores the last non-pad token: pad exactly as training did (the run's tokenizer carries that
+    # pad token; a base model's own config may name another one).
+    model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer
 
 
