@@ -187,3 +187,14 @@ def test_reward_model_exports_with_its_head_and_scores_the_same(tmp_path: Path, 
     adapter, merged = score_file(str(reward_model), data), score_file(str(tmp_path / "merged"), data)
     for a, b in zip(adapter.rows, merged.rows, strict=True):
         assert a["score_chosen"] == pytest.approx(b["score_chosen"], abs=1e-3)
+
+
+@pytest.mark.parametrize("stage", ["dpo", "kto"])
+def test_precomputed_reference_gives_the_same_first_losses(tmp_path: Path, tiny_model_dir: Path, stage: str) -> None:
+    live = _rows(_run(tmp_path / "live", tiny_model_dir, stage, "lora").run.root)
+    pre = _rows(_run(tmp_path / "pre", tiny_model_dir, stage, "lora", precompute_ref=True).run.root)
+    a = {r["step"]: r["loss"] for r in live if "loss" in r}
+    b = {r["step"]: r["loss"] for r in pre if "loss" in r}
+    assert sorted(b) == [1, 2, 3, 4]
+    for step in (1, 2, 3, 4):  # the reference is fixed either way: the same log-probs, the same losses
+        assert b[step] == pytest.approx(a[step], abs=1e-4), (step, a, b)
