@@ -47,6 +47,7 @@ class RewardScorer:
     model: Any
     tokenizer: Any
     batch_size: int = 8
+    _encoder: Any = None
 
     @classmethod
     def load(cls, name_or_path: str) -> RewardScorer:
@@ -58,7 +59,9 @@ class RewardScorer:
 
         from tuneforge.data.tokenize import PieceEncoder
 
-        ids = PieceEncoder(self.tokenizer)(texts)
+        if self._encoder is None:  # kept: GRPO scores every step, and the encoder caches its pieces
+            self._encoder = PieceEncoder(self.tokenizer)
+        ids = self._encoder(texts)
         pad = self.model.config.pad_token_id or 0
         device = next(self.model.parameters()).device
         out: list[float] = []

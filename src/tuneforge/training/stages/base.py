@@ -120,8 +120,11 @@ class TrlStage(Stage):
             callbacks=s.callbacks, **self.trainer_kwargs(s))
 
     def trainer_kwargs(self, s: StageInputs) -> dict[str, Any]:
-        """Extra keywords of the trainer's constructor (reward functions, ...)."""
-        return {}
+        """Extra keywords of the trainer's constructor (reward functions, ...); trainers with a frozen
+        reference get the LoRA init, which decides whether the disabled adapter is that reference."""
+        from tuneforge.training.stages.reference import ReferenceMixin
+
+        return {"lora_init": s.cfg.method.lora.init} if issubclass(self.trainer_class, ReferenceMixin) else {}
 
     def configure(self, trainer: Any, cpu: bool, cfg: RunConfig) -> None:
         return None

@@ -21,11 +21,15 @@ from tuneforge.training.trainer import RunTrainerMixin
 class TuneforgeGRPOTrainer(RunTrainerMixin, ReferenceMixin, GRPOTrainer):
     """TRL's GRPO with tuneforge checkpoints, the training template's prompt tokens and the disabled-adapter reference."""
 
+    _encoder: Any = None
+
     def _tokenize_prompts(self, prompts: list[Any]) -> Any:
         if prompts and isinstance(prompts[0], str):  # rendered by tuneforge: special tokens are in the text
             from tuneforge.data.tokenize import PieceEncoder
 
-            return PieceEncoder(self.processing_class)(prompts), None, {}
+            if self._encoder is None:  # one encoder for the run: it caches the pieces it has seen
+                self._encoder = PieceEncoder(self.processing_class)
+            return self._encoder(prompts), None, {}
         return super()._tokenize_prompts(prompts)
 
 
@@ -63,4 +67,4 @@ class GrpoStage(TrlStage):
                 "generation_kwargs": {"use_cache": True}, "log_completions": False}
 
     def trainer_kwargs(self, s: StageInputs) -> dict[str, Any]:
-        return {"reward_funcs": build_rewards(s.cfg), "lora_init": s.cfg.method.lora.init}
+        return {**super().trainer_kwargs(s), "reward_funcs": build_rewards(s.cfg)}

@@ -80,6 +80,3 @@ class KtoStage(TrlStage):
         a = s.cfg.alignment
         return {"train_sampling_strategy": "sequential", "beta": a.beta or 0.1, "desirable_weight": a.desirable_weight or 1.0,
                 "undesirable_weight": a.undesirable_weight or 1.0, "precompute_ref_log_probs": a.precompute_ref}
-
-    def trainer_kwargs(self, s: StageInputs) -> dict[str, Any]:
-        return {"lora_init": s.cfg.method.lora.init}

@@ -82,9 +82,6 @@ class DpoStage(TrlStage):
         return {"beta": a.beta or 0.1, "loss_type": losses, "loss_weights": weights,
                 "precompute_ref_log_probs": a.precompute_ref}
 
-    def trainer_kwargs(self, s: StageInputs) -> dict[str, Any]:
-        return {"lora_init": s.cfg.method.lora.init}
-
 
 class SimpoStage(TrlStage):
     """SimPO: reference-free, length-normalised log-probabilities with a target margin gamma."""
