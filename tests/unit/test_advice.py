@@ -41,6 +41,16 @@ def test_user_values_are_kept_and_lora_alpha_is_twice_the_rank() -> None:
     assert cfg.training.warmup_ratio == 0.1  # small data
 
 
+@pytest.mark.parametrize("n_eval,every", [(0, 20), (10, 20), (100, 25), (1_000, 200)])
+def test_evaluations_cost_no_more_than_the_training_between_them(n_eval: int, every: int) -> None:
+    # 200 steps of 4 rows: ~10 evaluations (every 20), unless the validation split is bigger than
+    # the 80 rows trained in 20 steps; never spaced beyond the end of training.
+    cfg, _ = recommend(_cfg(training={"max_steps": 200, "batch_size": 2, "gradient_accumulation": 2}), 5000,
+                       10**8, n_eval=n_eval)
+    assert cfg.training.eval_steps == every
+    assert cfg.training.save_steps == every
+
+
 def test_steps_and_low_step_warning() -> None:
     cfg, _ = recommend(_cfg(training={"batch_size": 4, "gradient_accumulation": 4, "epochs": 1}), 40, 10**8)
     assert total_steps(cfg, 40) == 3

@@ -41,6 +41,7 @@ class Facts:
     on_gpu: bool
     shape: ModelShape | None = None
     available_gib: float | None = None
+    n_eval: int = 0
 
 
 #: Stages that optimise a preference or reward signal against the model's own distribution.
@@ -107,7 +108,17 @@ def _weight_decay(cfg: RunConfig, f: Facts) -> tuple[object, str]:
 
 def _eval_steps(cfg: RunConfig, f: Facts) -> tuple[object, str]:
     steps = total_steps(cfg, f.n_train)
-    return max(1, steps // 10), f"about 10 evaluations over {steps} steps"
+    every = max(1, steps // 10)
+    why = f"about 10 evaluations over {steps} steps"
+    # An evaluation should not read more rows than the training between two of them: on short runs
+    # (an example's 10 steps) evaluating every step would take most of the time.
+    per_step = (cfg.training.batch_size or 1) * (cfg.training.gradient_accumulation or 1)
+    floor = math.ceil(f.n_eval / per_step)
+    if floor > every:
+        every = min(steps, floor)
+        why = (f"every {every} of {steps} steps: each evaluation reads {f.n_eval} validation rows, no more than "
+               "the training between two evaluations")
+    return every, why
 
 
 def _save_steps(cfg: RunConfig, f: Facts) -> tuple[object, str]:
@@ -165,7 +176,7 @@ def setup_from_config(cfg: RunConfig, on_gpu: bool) -> Setup:
 
 
 def recommend(cfg: RunConfig, n_train: int, n_params: int, on_gpu: bool = False, shape: ModelShape | None = None,
-              available_gib: float | None = None) -> tuple[RunConfig, list[Advice]]:
+              available_gib: float | None = None, n_eval: int = 0) -> tuple[RunConfig, list[Advice]]:
     """A copy of ``cfg`` with every ``None`` the rules cover filled, and what was filled and why.
 
     Args:
@@ -175,9 +186,10 @@ def recommend(cfg: RunConfig, n_train: int, n_params: int, on_gpu: bool = False,
         on_gpu: Whether training runs on a GPU.
         shape: The model's dimensions; with ``available_gib`` the batch is chosen from estimated memory.
         available_gib: Memory of the training device.
+        n_eval: Validation examples (evaluations are spaced so they cost no more than the training between).
     """
     cfg = cfg.model_copy(deep=True)
-    facts = Facts(n_train, n_params, on_gpu, shape, available_gib)
+    facts = Facts(n_train, n_params, on_gpu, shape, available_gib, n_eval)
     filled: list[Advice] = []
     for section, key, rule in RULES:
         obj = cfg
