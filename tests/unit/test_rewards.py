@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -74,3 +77,21 @@ def test_alignment_diagnosis_rules() -> None:
     healthy = [{"step": i, "rewards/margins": 0.1 * i, "rewards/accuracies": 0.5 + 0.05 * i, "kl": 0.01 * i,
                 "reward": 0.1 * i} for i in range(8)]
     assert diagnose_alignment(healthy, []) == []
+
+
+def test_surrogate_losses_are_not_judged_like_likelihoods(tmp_path: Path) -> None:
+    # PPO/GRPO losses near 0 from the start are normal; the SFT rule would call it overfitting.
+    from tuneforge.training.report import write_report
+
+    rows = [{"step": i, "loss": 0.01, "reward": 0.1 * i, "kl": 0.01} for i in range(1, 9)]
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    as_sft = write_report(tmp_path, log, {}, [], [], ("reward", "kl")).read_text(encoding="utf-8")
+    assert "overfitting" in as_sft
+    as_rl = write_report(tmp_path, log, {}, [], [], ("reward", "kl"), surrogate_loss=True).read_text(encoding="utf-8")
+    assert "overfitting" not in as_rl and "loss barely moved" not in as_rl
+    assert "no problem found in the reward and KL curves" in as_rl
+    rows[-1]["reward"] = rows[-2]["reward"] = -1.0  # a falling reward is still reported
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert "mean reward did not rise" in write_report(tmp_path, log, {}, [], [], ("reward",),
+                                                      surrogate_loss=True).read_text(encoding="utf-8")

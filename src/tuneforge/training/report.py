@@ -135,14 +135,21 @@ def diagnose(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> list[s
 
 
 def write_report(root: Path, log: Path, summary: dict[str, Any], advice: list[str], plots: list[Path],
-                 metrics: tuple[str, ...] = ()) -> Path:
-    """``report.md``: the run summary, filled hyper-parameters with reasons, diagnosis and plots."""
+                 metrics: tuple[str, ...] = (), surrogate_loss: bool = False) -> Path:
+    """``report.md``: the run summary, filled hyper-parameters with reasons, diagnosis and plots.
+
+    ``surrogate_loss`` (PPO, GRPO): the loss rules of §10.3 (rising, near 0 = overfitting) are about a
+    likelihood and would mislead, so only the reward/KL rules apply.
+    """
     train, evals = read_log(log)
     lines = ["# Training report", "", "## Summary", ""]
     lines += [f"- {k}: {v}" for k, v in summary.items()]
     lines += ["", "## Values chosen by advice (DESIGN §10.2)", ""]
     lines += [f"- {a}" for a in advice] or ["- none (everything was set in the config)"]
-    findings = diagnose(train, evals) + (diagnose_alignment(train, evals) if metrics else [])
+    findings = ([] if surrogate_loss else diagnose(train, evals)) + (diagnose_alignment(train, evals) if metrics
+                                                                     else [])
+    findings = findings or ["no problem found in the reward and KL curves (the loss of this stage is a "
+                            "policy-gradient surrogate and is not judged)"]
     lines += ["", "## Diagnosis (DESIGN §10.3)", ""] + [f"- {d}" for d in findings]
     if evals:
         lines += ["", "## Evaluation loss", "", "| step | eval_loss | eval_ppl |", "|---|---|---|"]

@@ -112,7 +112,7 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
                "final train loss": final_loss, "precision": f"{precision.name} ({precision.reason})",
                "trainable parameters": f"{counts['trainable']:,} of {counts['total']:,}",
                "training rows": len(data.train), "model": str(run.model)}
-    report = write_report(run.root, run.log, summary, advice_lines, plots, stage.metrics)
+    report = write_report(run.root, run.log, summary, advice_lines, plots, stage.metrics, stage.surrogate_loss)
     run.set_state("finished", step=trainer.state.global_step)
     evaluation = _auto_eval(cfg, run, trainer.model, tokenizer, template, data.test, base, stage.name, echo)
     return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model,

@@ -37,11 +37,14 @@ class Stage:
         name: The ``training.stage`` value.
         policy: The result generates text (chat, automatic evaluation); False for a reward model.
         metrics: Logged keys (besides loss) plotted into ``plots/<stage>.png``.
+        surrogate_loss: The loss is a policy-gradient surrogate (PPO, GRPO), not a likelihood: its level
+            and trend say nothing about quality, so the report judges the reward and KL instead.
     """
 
     name = "sft"
     policy = True
     metrics: tuple[str, ...] = ()
+    surrogate_loss = False
     trainer_class: type = TuneforgeTrainer
 
     def load_model(self, base: str, cfg: RunConfig, kwargs: dict[str, Any]) -> Any:

@@ -43,6 +43,7 @@ class GrpoStage(TrlStage):
 
     name = "grpo"
     metrics = ("reward", "reward_std", "kl")
+    surrogate_loss = True
     config_class = GRPOConfig
     trainer_class = TuneforgeGRPOTrainer
     truncates = False

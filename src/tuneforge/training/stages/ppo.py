@@ -220,6 +220,7 @@ class PpoStage(TrlStage):
 
     name = "ppo"
     metrics = ("reward", "kl", "value_loss")
+    surrogate_loss = True
     prepare_data = GrpoStage.prepare_data
 
     def build(self, s: StageInputs) -> Any:
