@@ -14,6 +14,7 @@ from tuneforge.cli import (
     export_cmd,
     models_cmd,
     score_cmd,
+    serve_cmd,
     train_cmd,
 )
 from tuneforge.cli.common import quiet_libraries
@@ -30,6 +31,7 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("recommend")(advice_cmd.recommend)
 app.command("estimate")(advice_cmd.estimate)
 app.command("score")(score_cmd.score)
+app.command("serve")(serve_cmd.serve)
 
 
 @app.command()

@@ -1,0 +1,204 @@
+"""The FastAPI app: OpenAI-compatible routes over the schedulers, OpenAI error bodies, optional API key."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from tuneforge.inference.engine import Engine
+from tuneforge.serving.protocol import (
+    ApiError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    SamplingRequest,
+    chat_chunk,
+    chat_response,
+    completion_response,
+    new_chunk_id,
+    validation_error,
+)
+from tuneforge.serving.scheduler import Job, Scheduler
+
+
+@dataclass
+class ServeOptions:
+    """Server limits."""
+
+    api_key: str | None = None  # required as "Authorization: Bearer <key>" when set
+    max_batch: int = 8  # requests decoded together
+    max_queue: int = 64  # waiting requests beyond which new ones get 429
+    timeout_s: float = 300.0  # a request that takes longer gets 408 (or an error event when streaming)
+    default_max_tokens: int = 256
+
+
+def create_app(engines: dict[str, Engine], options: ServeOptions | None = None) -> FastAPI:
+    """The app serving ``engines`` by model name (one scheduler, i.e. one worker thread, each)."""
+    opts = options or ServeOptions()
+    schedulers = {name: Scheduler(engine, opts.max_batch, opts.max_queue) for name, engine in engines.items()}
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for scheduler in schedulers.values():
+            scheduler.close()
+
+    app = FastAPI(title="tuneforge", docs_url=None, redoc_url=None, lifespan=lifespan)
+    created = int(time.time())
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # never a traceback to the client
+        return JSONResponse(ApiError(500, f"internal error: {type(exc).__name__}").body(), status_code=500)
+
+    @app.middleware("http")
+    async def _auth(request: Request, call_next: Any) -> Any:
+        if opts.api_key and request.url.path.startswith("/v1/"):
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {opts.api_key}".encode()):
+                err = ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                               code="invalid_api_key")
+                return JSONResponse(err.body(), status_code=401)
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "models": list(schedulers)}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "tuneforge"}
+                                           for name in schedulers]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        req = await _parse(request, ChatCompletionRequest)
+        engine = _engine(engines, req.model)
+        system, turns = _split_system(req)
+        ids = engine.prompt_ids(turns, system)
+        job = _job(schedulers[req.model], engine, req, ids, opts)
+        if req.stream:
+            return _sse(_chat_stream(job, req.model, opts.timeout_s))
+        text, finish, completion = await _collect(job, opts.timeout_s)
+        return chat_response(req.model, text, finish, len(ids), completion)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Any:
+        req = await _parse(request, CompletionRequest)
+        engine = _engine(engines, req.model)
+        ids = engine.tokenizer(req.prompt, add_special_tokens=False)["input_ids"]
+        job = _job(schedulers[req.model], engine, req, ids, opts)
+        if req.stream:
+            return _sse(_completion_stream(job, req.model, opts.timeout_s))
+        text, finish, completion = await _collect(job, opts.timeout_s)
+        return completion_response(req.model, text, finish, len(ids), completion)
+
+    return app
+
+
+async def _parse(request: Request, model: type[BaseModel]) -> Any:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def _engine(engines: dict[str, Engine], name: str) -> Engine:
+    if name not in engines:
+        raise ApiError(404, f"model '{name}' is not served here; GET /v1/models lists: {', '.join(engines)}",
+                       param="model", code="model_not_found")
+    return engines[name]
+
+
+def _split_system(req: ChatCompletionRequest) -> tuple[str, list[Any]]:
+    """System messages become the system prompt ("" keeps the one the model was trained with)."""
+    systems = [m.message().content for m in req.messages if m.role == "system"]
+    return "\n".join(systems), [m.message() for m in req.messages if m.role != "system"]
+
+
+def _job(scheduler: Scheduler, engine: Engine, req: SamplingRequest, ids: list[int], opts: ServeOptions) -> Job:
+    limit = getattr(engine.model.config, "max_position_embeddings", None)
+    gen = req.options(opts.default_max_tokens)
+    if limit and len(ids) + gen.max_new_tokens > limit:
+        raise ApiError(400, f"the prompt has {len(ids)} tokens and max_tokens is {gen.max_new_tokens}: together "
+                       f"more than the model's context of {limit} tokens; shorten the messages or lower max_tokens",
+                       param="max_tokens", code="context_length_exceeded")
+    job = Job(ids, gen, req.stops, asyncio.get_running_loop())
+    scheduler.submit(job)
+    return job
+
+
+async def _items(job: Job, timeout_s: float) -> AsyncIterator[tuple[Any, ...]]:
+    """The job's items until it is done; cancels the job when the consumer stops early or time runs out."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                item = await asyncio.wait_for(job.out.get(), timeout=max(left, 0.0))
+            except TimeoutError:
+                raise ApiError(408, f"the request took longer than {timeout_s:.0f} s", code="timeout") from None
+            if item[0] == "error":
+                raise ApiError(500, item[1], code="generation_failed")
+            yield item
+            if item[0] == "done":
+                return
+    finally:
+        job.cancelled.set()  # a no-op when done; frees the batch row when the client went away
+
+
+async def _collect(job: Job, timeout_s: float) -> tuple[str, str, int]:
+    pieces, finish, completion = [], "stop", 0
+    async for item in _items(job, timeout_s):
+        if item[0] == "text":
+            pieces.append(item[1])
+        else:
+            finish, completion = item[1], item[3]
+    return "".join(pieces), finish, completion
+
+
+def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    async def body() -> AsyncIterator[str]:
+        try:
+            async for event in events:
+                yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+        except ApiError as exc:  # headers are sent: the error travels as an event
+            yield f"data: {json.dumps(exc.body())}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+async def _chat_stream(job: Job, model: str, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
+    chunk_id = new_chunk_id()
+    yield chat_chunk(chunk_id, model, {"role": "assistant", "content": ""})
+    async for item in _items(job, timeout_s):
+        if item[0] == "text":
+            yield chat_chunk(chunk_id, model, {"content": item[1]})
+        else:
+            yield chat_chunk(chunk_id, model, {}, finish=item[1])
+
+
+async def _completion_stream(job: Job, model: str, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
+    chunk_id = new_chunk_id().replace("chatcmpl", "cmpl")
+    async for item in _items(job, timeout_s):
+        text, finish = (item[1], None) if item[0] == "text" else ("", item[1])
+        yield {"id": chunk_id, "object": "text_completion", "created": int(time.time()), "model": model,
+               "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
