@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tuneforge.inference.engine import Engine, GenerationOptions
-from tuneforge.serving.app import ServeOptions, create_app
+from tuneforge.server.app import ServeOptions, create_app
 
 KEY = "test-key-123"
 
@@ -153,7 +153,7 @@ def test_a_batch_of_different_lengths_decodes_like_one_at_a_time(engine: Engine)
     import asyncio
 
     from tuneforge.data.records import Message
-    from tuneforge.serving.scheduler import Job, Scheduler
+    from tuneforge.server.scheduler import Job, Scheduler
 
     prompts = ["Hi", "Tell me a long story about a dragon and a knight", "2+2?"]
     budgets = [3, 9, 6]  # rows leave the batch at different steps

@@ -27,7 +27,7 @@ def serve(models: list[str] = typer.Argument(..., help="Runs, model folders, ada
     import uvicorn
 
     from tuneforge.inference import Engine
-    from tuneforge.serving.app import ServeOptions, create_app
+    from tuneforge.server.app import ServeOptions, create_app
 
     key = None
     if api_key_env:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuneforge.inference.engine import Engine, GenerationOptions
-from tuneforge.serving.protocol import ApiError, cut_at_stop, held_back
+from tuneforge.server.protocol import ApiError, cut_at_stop, held_back
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tuneforge.serving.protocol import (
+from tuneforge.server.protocol import (
     ApiError,
     ChatCompletionRequest,
     CompletionRequest,

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from tuneforge.inference.engine import Engine
-from tuneforge.serving.protocol import (
+from tuneforge.server.protocol import (
     ApiError,
     ChatCompletionRequest,
     CompletionRequest,
@@ -27,7 +27,7 @@ from tuneforge.serving.protocol import (
     new_chunk_id,
     validation_error,
 )
-from tuneforge.serving.scheduler import Job, Scheduler
+from tuneforge.server.scheduler import Job, Scheduler
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""OpenAI-compatible API (``tuneforge serve``): the wire protocol, the app and its batching scheduler."""
