@@ -66,7 +66,7 @@ def gather(cfg: RunConfig) -> Facts:
     on_gpu = torch.cuda.is_available()
     available = available_memory_gib(on_gpu)
     filled, advice = recommend(cfg, len(data.train), shape.params, on_gpu, shape, available,
-                               n_eval=len(data.eval) if data.eval is not None else 0)
+                               n_eval=data.n_eval)
     tokens = sum(len(x) for x in data.train.columns["input_ids"])
     is_chat = getattr(tokenizer, "chat_template", None) is not None and not _looks_base(base)
     return Facts(filled, advice, shape, len(data.train), tokens, on_gpu, available, is_chat, base)

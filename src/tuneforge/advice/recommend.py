@@ -112,8 +112,7 @@ def _eval_steps(cfg: RunConfig, f: Facts) -> tuple[object, str]:
     why = f"about 10 evaluations over {steps} steps"
     # An evaluation should not read more rows than the training between two of them: on short runs
     # (an example's 10 steps) evaluating every step would take most of the time.
-    per_step = (cfg.training.batch_size or 1) * (cfg.training.gradient_accumulation or 1)
-    floor = math.ceil(f.n_eval / per_step)
+    floor = math.ceil(f.n_eval / rows_per_step(cfg))
     if floor > every:
         every = min(steps, floor)
         why = (f"every {every} of {steps} steps: each evaluation reads {f.n_eval} validation rows, no more than "
@@ -157,13 +156,17 @@ RULES: list[tuple[str, str, Rule]] = [
 ]
 
 
+def rows_per_step(cfg: RunConfig) -> int:
+    """Examples one optimizer step trains on: batch x accumulation."""
+    return (cfg.training.batch_size or 1) * (cfg.training.gradient_accumulation or 1)
+
+
 def total_steps(cfg: RunConfig, n_train: int) -> int:
     """Optimizer steps: ``max_steps``, else epochs x ceil(n / (batch x accumulation))."""
     t = cfg.training
     if t.max_steps:
         return t.max_steps
-    per_step = (t.batch_size or 1) * (t.gradient_accumulation or 1)
-    return max(1, math.ceil((t.epochs or 1) * math.ceil(n_train / per_step)))
+    return max(1, math.ceil((t.epochs or 1) * math.ceil(n_train / rows_per_step(cfg))))
 
 
 def setup_from_config(cfg: RunConfig, on_gpu: bool) -> Setup:

@@ -75,6 +75,20 @@ class Engine:
             ids.add(self.tokenizer.eos_token_id)
         return sorted(ids)
 
+    @property
+    def pad_id(self) -> int:
+        """The tokenizer's pad id, else the first stop id (padding is masked, any id will do)."""
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+
+    def left_pad(self, ids: list[list[int]]) -> tuple[Any, Any]:
+        """Prompts as one left-padded batch: ``input_ids`` and ``attention_mask`` on the model's device."""
+        import torch
+
+        width = max(map(len, ids))
+        input_ids = torch.tensor([[self.pad_id] * (width - len(i)) + i for i in ids], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids], device=self.model.device)
+        return input_ids, mask
+
     def prompt_ids(self, messages: list[Message], system: str = "") -> list[int]:
         """Token ids of the rendered prompt, tokenized exactly as in training."""
         return encode_texts(self.tokenizer, [self.template.prompt(messages, system)])[0]
@@ -111,15 +125,11 @@ class Engine:
         import torch
 
         options = options or GenerationOptions(temperature=0.0, repetition_penalty=1.0)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
         answers: list[str] = []
         for start in range(0, len(prompts), batch_size):
-            ids = [self.prompt_ids(p, system) for p in prompts[start:start + batch_size]]
-            width = max(map(len, ids))
-            input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids], device=self.model.device)
-            mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids], device=self.model.device)
+            input_ids, mask = self.left_pad([self.prompt_ids(p, system) for p in prompts[start:start + batch_size]])
             with torch.inference_mode():
                 out = self.model.generate(input_ids=input_ids, attention_mask=mask, eos_token_id=self.stop_ids,
-                                          pad_token_id=pad, **options.kwargs())
-            answers += self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+                                          pad_token_id=self.pad_id, **options.kwargs())
+            answers += self.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
         return [a.strip() for a in answers]

@@ -197,7 +197,7 @@ async def _chat_stream(job: Job, model: str, timeout_s: float) -> AsyncIterator[
 
 
 async def _completion_stream(job: Job, model: str, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
-    chunk_id = new_chunk_id().replace("chatcmpl", "cmpl")
+    chunk_id = new_chunk_id("cmpl")
     async for item in _items(job, timeout_s):
         text, finish = (item[1], None) if item[0] == "text" else ("", item[1])
         yield {"id": chunk_id, "object": "text_completion", "created": int(time.time()), "model": model,

@@ -153,9 +153,9 @@ def completion_response(model: str, text: str, finish: str, prompt_tokens: int,
             "usage": usage(prompt_tokens, completion_tokens)}
 
 
-def new_chunk_id() -> str:
-    """The id shared by the chunks of one streamed answer."""
-    return _ids("chatcmpl")
+def new_chunk_id(prefix: str = "chatcmpl") -> str:
+    """The id shared by the chunks of one streamed answer (``cmpl`` for text completions)."""
+    return _ids(prefix)
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:

@@ -97,12 +97,9 @@ class Scheduler:
         import torch
         from transformers import DynamicCache
 
-        model, pad = self.engine.model, self._pad_id()
+        model, device = self.engine.model, self.engine.model.device
         rows = [_Row(j) for j in jobs]
-        width = max(len(j.prompt_ids) for j in jobs)
-        device = model.device
-        ids = torch.tensor([[pad] * (width - len(j.prompt_ids)) + j.prompt_ids for j in jobs], device=device)
-        mask = torch.tensor([[0] * (width - len(j.prompt_ids)) + [1] * len(j.prompt_ids) for j in jobs], device=device)
+        ids, mask = self.engine.left_pad([j.prompt_ids for j in jobs])
         positions = (mask.cumsum(-1) - 1).clamp_min(0)
         cache = DynamicCache()
         temps = torch.tensor([j.options.temperature for j in jobs], device=device)
@@ -154,10 +151,6 @@ class Scheduler:
         if end > row.sent:
             row.job.put("text", text[row.sent:end])
             row.sent = end
-
-    def _pad_id(self) -> int:
-        tok = self.engine.tokenizer
-        return tok.pad_token_id if tok.pad_token_id is not None else self.engine.stop_ids[0]
 
 
 def sample(logits: Any, temperatures: Any, top_ps: Any) -> Any:

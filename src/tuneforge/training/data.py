@@ -30,6 +30,11 @@ class TrainingData:
     test: list[Example]
     report: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def n_eval(self) -> int:
+        """Validation rows (0 without a validation split)."""
+        return len(self.eval) if self.eval is not None else 0
+
 
 def prepare(cfg: RunConfig, tokenizer: Any, template: ChatTemplate, stage: str,
             answerer: Answerer | None = None, process: Process = process_examples) -> TrainingData:

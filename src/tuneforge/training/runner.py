@@ -75,7 +75,7 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     data = training_data.prepare(cfg, tokenizer, template, stage.name, _answerer(model, tokenizer, template),
                                  process=lambda examples, opts: stage.prepare_data(cfg, examples, opts))
     cfg, advice = recommend(cfg, len(data.train), sum(p.numel() for p in model.parameters()),
-                            precision.device == "cuda", n_eval=len(data.eval) if data.eval is not None else 0)
+                            precision.device == "cuda", n_eval=data.n_eval)
     cfg, stage_advice = stage.defaults(cfg, data.train.columns)
     advice_lines = [a.line() for a in advice] + stage_advice
     for line in advice_lines:
