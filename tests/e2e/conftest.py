@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +46,38 @@ def write_config(tmp_path: Path, model: Path, data_path: Path, **sections: dict[
 def losses(run: Path) -> dict[int, float]:
     rows = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines() if x.strip()]
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Run an ASGI app under uvicorn in a thread on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+def varied(model: Any, seed: int = 0) -> Any:
+    """Re-draw a tiny model's matrices with a larger spread: its default init answers "\n" to every
+    prompt, which would make text comparisons vacuous; these give varied, prompt-dependent answers."""
+    import torch
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.normal_(0.0, 0.2)
+    return model

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,50 +9,27 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.conftest import serving, varied
 from tuneforge.inference.engine import Engine, GenerationOptions
 from tuneforge.server.app import ServeOptions, create_app
 
 KEY = "test-key-123"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path) -> Engine:
-    """The tiny model with larger random weights: its default init answers "\n" to every prompt, which
-    would make every text comparison below vacuous; these give varied, prompt-dependent answers."""
-    import torch
-
+    """The tiny model with varied random weights (see ``varied``)."""
     loaded = Engine.load(str(tiny_model_dir))
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in loaded.model.parameters():
-            if param.dim() == 2:
-                param.normal_(0.0, 0.2)
+    varied(loaded.model)
     return loaded
 
 
 @pytest.fixture(scope="module")
 def server(engine: Engine) -> Iterator[str]:
     """``tuneforge serve``'s app under uvicorn in a thread, with an API key; yields the base URL."""
-    import uvicorn
-
-    port = _free_port()
     app = create_app({"tiny": engine}, ServeOptions(api_key=KEY, max_batch=4, max_queue=8, default_max_tokens=16))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield url
 
 
 def _client(server: str) -> Any:

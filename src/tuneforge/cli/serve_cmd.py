@@ -13,7 +13,8 @@ from tuneforge.utils.errors import ConfigError
 
 @handle_errors
 def serve(models: list[str] = typer.Argument(..., help="Runs, model folders, adapters, .gguf files or 'default'; "
-                                                      "served under their folder name (or NAME=PATH)."),
+                                                      "served under their folder name (or NAME=PATH). Adapters "
+                                                      "of one base share one copy of its weights."),
           host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server to the network."),
           port: int = typer.Option(8000),
           api_key_env: str = typer.Option(None, "--api-key-env",
@@ -38,7 +39,7 @@ def serve(models: list[str] = typer.Argument(..., help="Runs, model folders, ada
     names = dict(_named(m) for m in models)
     if len(names) < len(models):
         raise ConfigError("two models would be served under the same name; give one NAME=PATH")
-    engines = {name: Engine.load(path) for name, path in names.items()}
+    engines = dict(zip(names, Engine.load_many(list(names.values())), strict=True))  # adapters share their base
     app = create_app(engines, ServeOptions(key, max_batch, max_queue, timeout, max_tokens))
     console.print(f"serving {', '.join(engines)} on http://{host}:{port}/v1"
                   + (f" (API key from ${api_key_env})" if key else " (no API key)"))

@@ -40,10 +40,11 @@ class Engine:
     an in-memory model (training uses that to generate replay answers).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, template: ChatTemplate) -> None:
+    def __init__(self, model: Any, tokenizer: Any, template: ChatTemplate, adapter: str | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.template = template
+        self.adapter = adapter  # which adapter of a shared peft model this engine decodes with
         self.stop_ids = self._stop_ids()
 
     @classmethod
@@ -62,6 +63,24 @@ class Engine:
         if system is None:
             system = trained_system(model)
         return cls(loaded, tokenizer, resolve_template(template, tokenizer, system))
+
+    @classmethod
+    def load_many(cls, models: list[str], template: str = "auto") -> list[Engine]:
+        """Engines for several models, adapters of one base sharing a single copy of its weights.
+
+        Each engine keeps its own tokenizer, chat template and trained system prompt.
+        """
+        from tuneforge.models.loading import load_shared_for_inference, trained_system
+
+        engines = []
+        for name, (model, tokenizer, adapter) in zip(models, load_shared_for_inference(models), strict=True):
+            model.eval()
+            engines.append(cls(model, tokenizer, resolve_template(template, tokenizer, trained_system(name)), adapter))
+        return engines
+
+    def _adapter_kwargs(self, rows: int) -> dict[str, Any]:
+        """``adapter_names`` for peft when this engine is one adapter of a shared model."""
+        return {"adapter_names": [self.adapter] * rows} if self.adapter else {}
 
     def _stop_ids(self) -> list[int]:
         """The model's eos ids plus the template's end-of-turn token."""
@@ -103,7 +122,8 @@ class Engine:
         ids = torch.tensor([self.prompt_ids(messages, system)], device=self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                      eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id, **options.kwargs())
+                      eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id, **options.kwargs(),
+                      **self._adapter_kwargs(1))
         thread = threading.Thread(target=self._generate, kwargs=kwargs, daemon=True)
         thread.start()
         yield from streamer
@@ -130,6 +150,7 @@ class Engine:
             input_ids, mask = self.left_pad([self.prompt_ids(p, system) for p in prompts[start:start + batch_size]])
             with torch.inference_mode():
                 out = self.model.generate(input_ids=input_ids, attention_mask=mask, eos_token_id=self.stop_ids,
-                                          pad_token_id=self.pad_id, **options.kwargs())
+                                          pad_token_id=self.pad_id, **options.kwargs(),
+                                          **self._adapter_kwargs(len(input_ids)))
             answers += self.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
         return [a.strip() for a in answers]

@@ -182,16 +182,49 @@ def trained_system(name_or_path: str) -> str | None:
 
 def load_for_inference(name_or_path: str, dtype: Any = None) -> tuple[Any, Any]:
     """Model and tokenizer for generation: base models, run folders and LoRA adapter folders alike."""
+    (model, tokenizer, _), = load_shared_for_inference([name_or_path], dtype)
+    return model, tokenizer
+
+
+def adapter_base(path: str) -> str | None:
+    """The resolved base model of an adapter folder (or a run whose model is an adapter); None otherwise."""
+    config = Path(trained_folder(path)) / "adapter_config.json"
+    if not config.is_file():
+        return None
+    return resolve_model(json.loads(config.read_text(encoding="utf-8"))["base_model_name_or_path"])
+
+
+def load_shared_for_inference(paths: list[str], dtype: Any = None) -> list[tuple[Any, Any, str | None]]:
+    """Load several models for generation, with one copy of each base model in memory.
+
+    Adapters over the same base are loaded as named adapters of one peft model; a base model asked for
+    beside its adapters is that same model with the adapters switched off (peft's ``__base__``).
+
+    Returns:
+        For each path: the model, its tokenizer and the adapter to decode with (None: the model as loaded,
+        which for a single adapter is that adapter).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
-    path = trained_folder(name_or_path)
-    adapter = Path(path) / "adapter_config.json"
-    if adapter.is_file():
-        from peft import PeftModel
+    folders = [trained_folder(p) for p in paths]
+    adapter_of = [adapter_base(f) for f in folders]
+    bases = [a or resolve_model(f) for a, f in zip(adapter_of, folders, strict=True)]
+    out: list[tuple[Any, Any, str | None]] = [None] * len(paths)  # type: ignore[list-item]
+    for base in dict.fromkeys(bases):
+        members = [i for i, b in enumerate(bases) if b == base]
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or torch.float32)
+        adapters = [i for i in members if adapter_of[i]]
+        if adapters:
+            from peft import PeftModel
 
-        base = json.loads(adapter.read_text(encoding="utf-8"))["base_model_name_or_path"]
-        model = AutoModelForCausalLM.from_pretrained(resolve_model(base), dtype=dtype or torch.float32)
-        return PeftModel.from_pretrained(model, path), load_tokenizer(path)
-    resolved = resolve_model(path)
-    return AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype or torch.float32), load_tokenizer(resolved)
+            # peft adapter names become module keys, so they are positional, not the user's names
+            model = PeftModel.from_pretrained(model, folders[adapters[0]], adapter_name="a0")
+            for k, i in enumerate(adapters[1:], start=1):
+                model.load_adapter(folders[i], adapter_name=f"a{k}")
+        for i in members:
+            name = f"a{adapters.index(i)}" if i in adapters else ("__base__" if adapters else None)
+            if len(adapters) == 1 and len(members) == 1:
+                name = None  # a lone adapter is simply the loaded model
+            out[i] = (model, load_tokenizer(folders[i] if i in adapters else base), name)
+    return out

@@ -42,13 +42,21 @@ class ServeOptions:
 
 
 def create_app(engines: dict[str, Engine], options: ServeOptions | None = None) -> FastAPI:
-    """The app serving ``engines`` by model name (one scheduler, i.e. one worker thread, each)."""
+    """The app serving ``engines`` by model name.
+
+    Engines that share one loaded model (adapters of one base, see ``Engine.load_many``) share one
+    scheduler, i.e. one worker thread and one batch, whose rows each decode with their own adapter.
+    """
     opts = options or ServeOptions()
-    schedulers = {name: Scheduler(engine, opts.max_batch, opts.max_queue) for name, engine in engines.items()}
+    by_model: dict[int, Scheduler] = {}
+    for engine in engines.values():
+        if id(engine.model) not in by_model:
+            by_model[id(engine.model)] = Scheduler(engine, opts.max_batch, opts.max_queue)
+    schedulers = {name: by_model[id(engine.model)] for name, engine in engines.items()}
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        for scheduler in schedulers.values():
+        for scheduler in by_model.values():
             scheduler.close()
 
     app = FastAPI(title="tuneforge", docs_url=None, redoc_url=None, lifespan=lifespan)
@@ -74,7 +82,8 @@ def create_app(engines: dict[str, Engine], options: ServeOptions | None = None) 
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "models": list(schedulers)}
+        return {"status": "ok", "models": list(schedulers),
+                "load": {name: scheduler.load() for name, scheduler in schedulers.items()}}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -140,7 +149,7 @@ def _job(scheduler: Scheduler, engine: Engine, req: SamplingRequest, ids: list[i
         raise ApiError(400, f"the prompt has {len(ids)} tokens and max_tokens is {gen.max_new_tokens}: together "
                        f"more than the model's context of {limit} tokens; shorten the messages or lower max_tokens",
                        param="max_tokens", code="context_length_exceeded")
-    job = Job(ids, gen, req.stops, asyncio.get_running_loop())
+    job = Job(ids, gen, req.stops, asyncio.get_running_loop(), adapter=engine.adapter)
     scheduler.submit(job)
     return job
 
