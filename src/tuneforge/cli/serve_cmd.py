@@ -20,7 +20,7 @@ def serve(models: list[str] = typer.Argument(..., help="Runs, model folders, ada
           api_key_env: str = typer.Option(None, "--api-key-env",
                                           help="Environment variable holding the API key every request must send "
                                                "as 'Authorization: Bearer <key>'."),
-          max_batch: int = typer.Option(8, "--max-batch", help="Requests decoded together."),
+          max_batch: int = typer.Option(16, "--max-batch", help="Requests decoded together (rows of one batch)."),
           max_queue: int = typer.Option(64, "--max-queue", help="Waiting requests beyond which new ones get 429."),
           timeout: float = typer.Option(300.0, "--timeout", help="Seconds before a request gets 408."),
           max_tokens: int = typer.Option(256, "--max-tokens", help="max_tokens when a request does not say.")) -> None:

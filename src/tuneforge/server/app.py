@@ -25,6 +25,7 @@ from tuneforge.server.protocol import (
     chat_response,
     completion_response,
     new_chunk_id,
+    usage_chunk,
     validation_error,
 )
 from tuneforge.server.scheduler import Job, Scheduler
@@ -98,7 +99,7 @@ def create_app(engines: dict[str, Engine], options: ServeOptions | None = None) 
         ids = engine.prompt_ids(turns, system)
         job = _job(schedulers[req.model], engine, req, ids, opts)
         if req.stream:
-            return _sse(_chat_stream(job, req.model, opts.timeout_s))
+            return _sse(_chat_stream(job, req.model, opts.timeout_s, req.include_usage))
         text, finish, completion = await _collect(job, opts.timeout_s)
         return chat_response(req.model, text, finish, len(ids), completion)
 
@@ -109,7 +110,7 @@ def create_app(engines: dict[str, Engine], options: ServeOptions | None = None) 
         ids = engine.tokenizer(req.prompt, add_special_tokens=False)["input_ids"]
         job = _job(schedulers[req.model], engine, req, ids, opts)
         if req.stream:
-            return _sse(_completion_stream(job, req.model, opts.timeout_s))
+            return _sse(_completion_stream(job, req.model, opts.timeout_s, req.include_usage))
         text, finish, completion = await _collect(job, opts.timeout_s)
         return completion_response(req.model, text, finish, len(ids), completion)
 
@@ -195,7 +196,7 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse(body(), media_type="text/event-stream")
 
 
-async def _chat_stream(job: Job, model: str, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
+async def _chat_stream(job: Job, model: str, timeout_s: float, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
     chunk_id = new_chunk_id()
     yield chat_chunk(chunk_id, model, {"role": "assistant", "content": ""})
     async for item in _items(job, timeout_s):
@@ -203,11 +204,16 @@ async def _chat_stream(job: Job, model: str, timeout_s: float) -> AsyncIterator[
             yield chat_chunk(chunk_id, model, {"content": item[1]})
         else:
             yield chat_chunk(chunk_id, model, {}, finish=item[1])
+            if include_usage:
+                yield usage_chunk(chunk_id, "chat.completion.chunk", model, item[2], item[3])
 
 
-async def _completion_stream(job: Job, model: str, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
+async def _completion_stream(job: Job, model: str, timeout_s: float,
+                             include_usage: bool) -> AsyncIterator[dict[str, Any]]:
     chunk_id = new_chunk_id("cmpl")
     async for item in _items(job, timeout_s):
         text, finish = (item[1], None) if item[0] == "text" else ("", item[1])
         yield {"id": chunk_id, "object": "text_completion", "created": int(time.time()), "model": model,
                "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
+        if finish and include_usage:
+            yield usage_chunk(chunk_id, "text_completion", model, item[2], item[3])

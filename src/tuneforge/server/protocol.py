@@ -67,6 +67,14 @@ class ChatMessage(BaseModel):
         return Message(self.role, self.content or "")
 
 
+class StreamOptions(BaseModel):
+    """``stream_options``: ``include_usage`` adds a last chunk with the token counts (and no choices)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class SamplingRequest(BaseModel):
     """What chat and text completions share: model, sampling options, stop strings, streaming."""
 
@@ -79,6 +87,7 @@ class SamplingRequest(BaseModel):
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1, description="one choice per request (n > 1 is refused, not ignored)")
     stream: bool = False
+    stream_options: StreamOptions | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
 
@@ -96,6 +105,11 @@ class SamplingRequest(BaseModel):
         """The engine's generation options (the same ones ``tuneforge chat`` uses); no repetition penalty."""
         return GenerationOptions(max_new_tokens=self.max_tokens or default_max_tokens, temperature=self.temperature,
                                  top_p=self.top_p, repetition_penalty=1.0)
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a usage chunk."""
+        return bool(self.stream_options and self.stream_options.include_usage)
 
     @property
     def stops(self) -> list[str]:
@@ -143,6 +157,12 @@ def chat_chunk(chunk_id: str, model: str, delta: dict[str, Any], finish: str | N
     """One ``chat.completion.chunk`` of a stream (same ``id`` for every chunk of one answer)."""
     return {"id": chunk_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def usage_chunk(chunk_id: str, obj: str, model: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """The last chunk of a stream asked with ``include_usage``: no choices, the token counts."""
+    return {"id": chunk_id, "object": obj, "created": int(time.time()), "model": model, "choices": [],
+            "usage": usage(prompt_tokens, completion_tokens)}
 
 
 def completion_response(model: str, text: str, finish: str, prompt_tokens: int,

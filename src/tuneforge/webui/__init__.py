@@ -1,0 +1,1 @@
+"""The browser UI (gradio) over the CLI: Train, Evaluate, Chat and Export tabs."""

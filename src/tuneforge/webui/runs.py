@@ -1,0 +1,222 @@
+"""Training runs started from the web UI: a written config, ``tuneforge train`` in its own process.
+
+Everything about a launch lives in files under ``<workdir>/webui/`` (the config, the process log and a
+small JSON record with the pid), so a browser reload, a second tab or a restarted UI finds the run
+again; nothing is kept only in the UI's memory. Stop sends SIGINT, i.e. Ctrl-C, which makes the trainer
+save a checkpoint; starting the same name again resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneforge.config.load import load_config
+from tuneforge.utils.errors import ConfigError, Problem
+from tuneforge.webui.paths import PathGuard
+
+CLI = [sys.executable, "-m", "tuneforge.cli.main"]
+
+
+@dataclass
+class TrainForm:
+    """The Train tab's fields (empty numbers mean: filled by the advice rules)."""
+
+    model: str = "default"
+    datasets: str = ""
+    registry: list[str] | None = None  # "name @ path/to/dataset_info.json"
+    stage: str = "sft"
+    method: str = "lora"
+    learning_rate: float | None = None
+    epochs: float | None = None
+    max_steps: int | None = None
+    batch_size: int | None = None
+    gradient_accumulation: int | None = None
+    max_length: int = 512
+    lora_rank: int | None = None
+    run_name: str = "webui-run"
+
+
+def _number(value: Any) -> Any:
+    """Gradio's empty number is None or 0: both mean 'advised'."""
+    return value if value not in (None, 0, "") else None
+
+
+def build_config(form: TrainForm, guard: PathGuard, runs_dir: Path) -> dict[str, Any]:
+    """A validated run config (as a dict ready for YAML) from the form; paths confined by ``guard``.
+
+    Raises:
+        ConfigError: every problem at once (bad paths, no data, invalid values).
+    """
+    problems: list[Problem] = []
+    data: dict[str, Any] = {"datasets": [], "max_length": int(form.max_length)}
+    for typed in [p for p in form.datasets.split(",") if p.strip()]:
+        try:
+            data["datasets"].append(str(guard.resolve(typed, "datasets")))
+        except ConfigError as exc:
+            problems += exc.problems
+    infos = {entry.split(" @ ", 1)[1] for entry in form.registry or []}
+    if len(infos) > 1:
+        problems.append(Problem("registry entries come from more than one dataset_info.json", field="registry",
+                                fix="pick entries of one dataset_info.json (or give the other files as paths)"))
+    elif infos:
+        data["dataset_info"] = str(guard.resolve(next(iter(infos)), "registry"))
+        data["datasets"] += [entry.split(" @ ", 1)[0] for entry in form.registry or []]
+    if not data["datasets"] and not problems:
+        problems.append(Problem("no training data chosen", field="datasets",
+                                fix="type one or more data file paths, or pick dataset_info.json entries"))
+    try:
+        model = guard.model(form.model)
+    except ConfigError as exc:
+        problems += exc.problems
+        model = "default"
+    if problems:
+        raise ConfigError("the form has problems", problems)
+    training = {"stage": form.stage, "learning_rate": _number(form.learning_rate), "epochs": _number(form.epochs),
+                "max_steps": _number(form.max_steps), "batch_size": _number(form.batch_size),
+                "gradient_accumulation": _number(form.gradient_accumulation)}
+    method: dict[str, Any] = {"name": form.method}
+    if _number(form.lora_rank):
+        method["lora"] = {"rank": int(form.lora_rank)}
+    cfg = {"model": {"name_or_path": model}, "data": data, "method": method,
+           "training": {k: v for k, v in training.items() if v is not None},
+           "output": {"dir": str(runs_dir), "name": form.run_name.strip() or "webui-run"}}
+    load_config(base=cfg)  # raises ConfigError naming each invalid field
+    return cfg
+
+
+@dataclass
+class Launch:
+    """The record of one UI-started training process (``webui/<name>.json``)."""
+
+    name: str
+    pid: int
+    config: str
+    log: str
+    run_dir: str
+    started: float
+
+
+class RunManager:
+    """Starts, stops and finds training runs of one working directory."""
+
+    def __init__(self, workdir: str | Path) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.ui_dir = self.workdir / "webui"
+        self.runs_dir = self.workdir / "runs"
+        self._children: dict[int, subprocess.Popen] = {}  # reaped when they end (no zombies)
+
+    def write_config(self, cfg: dict[str, Any], name: str) -> Path:
+        """The config as ``webui/<name>.yaml`` (also what Recommend/Estimate/Preview read)."""
+        self.ui_dir.mkdir(parents=True, exist_ok=True)
+        path = self.ui_dir / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        return path
+
+    def start(self, cfg: dict[str, Any]) -> Launch:
+        """Launch ``tuneforge train`` on the config; refuses a name that is already running."""
+        name = cfg["output"]["name"]
+        if self.is_running(name):
+            raise ConfigError("already running", [Problem(f"{name} is running", field="run_name",
+                                                          fix="stop it first, or choose another run name")])
+        config = self.write_config(cfg, name)
+        log = self.ui_dir / f"{name}.log"
+        with log.open("ab") as out:
+            out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} tuneforge train {config} ===\n".encode())
+            out.flush()
+            proc = subprocess.Popen([*CLI, "train", str(config), "--no-progress"], cwd=self.workdir, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._children[proc.pid] = proc
+        launch = Launch(name, proc.pid, str(config), str(log), str(Path(cfg["output"]["dir"]) / name), time.time())
+        (self.ui_dir / f"{name}.json").write_text(json.dumps(asdict(launch), indent=2), encoding="utf-8")
+        return launch
+
+    def launch(self, name: str) -> Launch | None:
+        """The record of the last launch of ``name``, if the UI started it."""
+        path = self.ui_dir / f"{name}.json"
+        return Launch(**json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+
+    def is_running(self, name: str) -> bool:
+        """Whether the launched process of ``name`` is alive."""
+        launch = self.launch(name)
+        return bool(launch) and self._alive(launch.pid)
+
+    def stop(self, name: str) -> bool:
+        """Send Ctrl-C (SIGINT) to a running launch; False when it is not running."""
+        launch = self.launch(name)
+        if not launch or not self._alive(launch.pid):
+            return False
+        os.kill(launch.pid, signal.SIGINT)
+        return True
+
+    def status(self, name: str) -> str:
+        """running, finished, interrupted, failed, or unknown."""
+        if self.is_running(name):
+            return "running"
+        state = self.run_dir(name) / "tuneforge_run.json"
+        status = json.loads(state.read_text(encoding="utf-8")).get("status") if state.is_file() else None
+        if status in ("finished", "interrupted"):
+            return status
+        return "failed" if self.launch(name) else (status or "unknown")
+
+    def run_dir(self, name: str) -> Path:
+        launch = self.launch(name)
+        return Path(launch.run_dir) if launch else self.runs_dir / name
+
+    def names(self) -> list[str]:
+        """UI launches (newest first), then other run folders under ``runs/``."""
+        launched = sorted(self.ui_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        names = [p.stem for p in launched]
+        if self.runs_dir.is_dir():
+            names += sorted(p.parent.name for p in self.runs_dir.glob("*/tuneforge_run.json"))
+        return list(dict.fromkeys(names))
+
+    def current(self) -> str | None:
+        """The run to show after a (re)load: a running launch, else the newest one."""
+        names = self.names()
+        return next((n for n in names if self.is_running(n)), names[0] if names else None)
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        launch = self.launch(name)
+        if not launch or not Path(launch.log).is_file():
+            return ""
+        return "\n".join(Path(launch.log).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+    def curves(self, name: str) -> dict[str, list[dict[str, Any]]]:
+        """Loss and perplexity points from the run's ``train_log.jsonl``, by series (train / eval)."""
+        path = self.run_dir(name) / "train_log.jsonl"
+        out: dict[str, list[dict[str, Any]]] = {"loss": [], "ppl": []}
+        if not path.is_file():
+            return out
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line being written right now
+            for metric in out:
+                for prefix, series in (("", "train"), ("eval_", "eval")):
+                    value = row.get(prefix + metric)
+                    if isinstance(value, int | float):
+                        out[metric].append({"step": row["step"], "value": value, "series": series})
+        return out
+
+    def _alive(self, pid: int) -> bool:
+        child = self._children.get(pid)
+        if child is not None:
+            return child.poll() is None
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return stat.split(") ", 1)[1][:1] != "Z" and b"tuneforge" in cmdline

@@ -1,0 +1,87 @@
+"""Web UI parts without a browser: path confinement, the form -> config, languages, run records."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tuneforge.utils.errors import ConfigError
+from tuneforge.webui.i18n import LANGUAGES, TEXT
+from tuneforge.webui.paths import PathGuard
+from tuneforge.webui.runs import RunManager, TrainForm, build_config
+
+
+@pytest.fixture()
+def work(tmp_path: Path) -> Path:
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "qa.json").write_text("[]", encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "extra.json").write_text("[]", encoding="utf-8")
+    (tmp_path / "secret.txt").write_text("no", encoding="utf-8")
+    return tmp_path
+
+
+def test_paths_inside_the_workdir_and_data_dirs_resolve(work: Path) -> None:
+    guard = PathGuard(work / "work", [work / "data"])
+    assert guard.resolve("qa.json") == work / "work" / "qa.json"
+    assert guard.resolve(str(work / "data" / "extra.json")) == work / "data" / "extra.json"
+
+
+@pytest.mark.parametrize("typed", ["../secret.txt", "/etc/passwd", "~/.ssh/id_rsa", "link/secret.txt"])
+def test_paths_outside_are_refused_with_the_fix(work: Path, typed: str) -> None:
+    os.symlink(work, work / "work" / "link")  # a link inside pointing outside does not open a way out
+    guard = PathGuard(work / "work", [work / "data"])
+    with pytest.raises(ConfigError) as err:
+        guard.resolve(typed, "datasets")
+    assert "outside the folders this UI may read" in str(err.value) and "--data-dir" in str(err.value)
+
+
+def test_models_are_default_an_allowed_folder_or_a_hub_id(work: Path) -> None:
+    guard = PathGuard(work / "work")
+    assert guard.model("default") == "default" and guard.model("") == "default"
+    assert guard.model("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"  # an id, not a file read
+    with pytest.raises(ConfigError):
+        guard.model("/etc")
+
+
+def test_the_form_becomes_a_valid_config_and_reports_every_problem_at_once(work: Path) -> None:
+    guard = PathGuard(work / "work", [work / "data"])
+    cfg = build_config(TrainForm(datasets="qa.json, " + str(work / "data" / "extra.json"), learning_rate=0,
+                                 max_steps=12, lora_rank=8, run_name="r1"), guard, work / "work" / "runs")
+    assert cfg["data"]["datasets"] == [str(work / "work" / "qa.json"), str(work / "data" / "extra.json")]
+    assert cfg["training"] == {"stage": "sft", "max_steps": 12}  # 0 / empty means: advised
+    assert cfg["method"] == {"name": "lora", "lora": {"rank": 8}} and cfg["output"]["name"] == "r1"
+    with pytest.raises(ConfigError) as err:
+        build_config(TrainForm(datasets="../secret.txt", model="/etc"), guard, work / "runs")
+    assert [p.field for p in err.value.problems] == ["datasets", "model"]
+    with pytest.raises(ConfigError) as err:
+        build_config(TrainForm(datasets="qa.json", max_length=4), guard, work / "runs")
+    assert "data.max_length" in str(err.value)
+
+
+def test_registry_entries_name_their_dataset_info(work: Path) -> None:
+    info = work / "data" / "dataset_info.json"
+    info.write_text(json.dumps({"demo": {"file_name": "extra.json"}}), encoding="utf-8")
+    guard = PathGuard(work / "work", [work / "data"])
+    assert guard.dataset_infos() == [info]
+    cfg = build_config(TrainForm(registry=[f"demo @ {info}"]), guard, work / "runs")
+    assert cfg["data"]["datasets"] == ["demo"] and cfg["data"]["dataset_info"] == str(info)
+
+
+def test_every_text_has_both_languages() -> None:
+    assert set(LANGUAGES.values()) == {"en", "zh"}
+    assert all(set(v) == {"en", "zh"} and all(v.values()) for v in TEXT.values())
+
+
+def test_run_records_survive_a_new_manager(work: Path) -> None:
+    manager = RunManager(work / "work")
+    (work / "work" / "webui").mkdir()
+    (work / "work" / "webui" / "gone.json").write_text(json.dumps(
+        {"name": "gone", "pid": 2**22 + 12345, "config": "c", "log": "l", "run_dir": str(work / "r"), "started": 0}))
+    again = RunManager(work / "work")
+    assert again.names() == ["gone"] and again.current() == "gone"
+    assert not again.is_running("gone") and again.status("gone") == "failed"  # no such process, no finished state
+    assert not manager.stop("gone")
