@@ -11,7 +11,9 @@ contender's throughput as a ratio to the first.
 Usage: ``python bench/serve_bench.py [--requests 200] [--batches 1,16] [--max-tokens 32] [--repeats 1]
 [--max-queue 256]``
 
-Measured on the 2-core CPU: see the README (section 10) for the figures of the last run.
+Measured on the 2-core CPU (2026-12-02, 200 requests, max_tokens 32): max-batch 1: 0.66 req/s, TTFT p50
+158 s, 19.2 tok/s; 16: 3.02 req/s, 29.6 s, 87.8 tok/s (4.56x); 32: 3.86 req/s, 22.2 s, 112.2 tok/s (5.83x);
+0 errors each. With --batches 16 --max-queue 50: 51 served, 149 deliberate 429s, 0 other errors.
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ def summarise(results: list[dict[str, Any]], wall: float) -> dict[str, Any]:
         return ttfts[min(len(ttfts) - 1, int(q * len(ttfts)))] if ttfts else float("nan")
 
     return {"ok": len(ok), "rejected_429": sum(r["status"] == 429 for r in results),
-            "errors": sum(r["status"] not in (200, 429) or bool(r["error"]) for r in results),
+            "errors": sum(r["status"] not in (200, 429) or (r["status"] == 200 and bool(r["error"]))
+                          for r in results),
             "req_per_s": len(ok) / wall, "ttft_p50": pct(0.5), "ttft_p95": pct(0.95),
             "tokens_per_s": sum(r["tokens"] for r in ok) / wall, "wall_s": wall,
             "error_samples": [r["error"] for r in results if r["error"] and r["status"] != 429][:3]}
