@@ -196,3 +196,27 @@ def test_the_judge_asks_a_model_served_by_tuneforge(engine: Engine, monkeypatch:
     assert sum(served.values()) == 2  # both grading prompts were decoded by the server
     assert len(wrong.errors) == 2 and all("404" in e and "not served" in e for e in wrong.errors)
     assert json.dumps(result.to_dict())  # the summary the eval report writes
+
+
+def test_a_dora_adapter_gets_its_own_copy_and_still_answers_as_if_alone(base_dir: Path, adapters: list[Path],
+                                                                       tmp_path: Path) -> None:
+    # peft refuses adapter_names (row-by-row adapters) for DoRA, so a DoRA adapter must not share a batch.
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(3)
+    dora = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
+                          LoraConfig(r=4, target_modules=["q_proj", "v_proj"], use_dora=True, init_lora_weights=False))
+    dora.save_pretrained(tmp_path / "dora")
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp_path / "dora")
+    paths = [str(base_dir), str(adapters[0]), str(tmp_path / "dora")]
+    engines = Engine.load_many(paths)
+    assert engines[0].model is engines[1].model and engines[2].model is not engines[0].model
+    assert engines[2].adapter is None
+    app = create_app(dict(zip(["base", "lora", "dora"], engines, strict=True)), ServeOptions())
+    with serving(app) as url:
+        got = [httpx.post(f"{url}/v1/chat/completions", timeout=60, json={
+            "model": name, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 8,
+            "temperature": 0}).json()["choices"][0]["message"]["content"].strip() for name in ("base", "lora", "dora")]
+    assert got == [_single(Engine.load(p), "Hello there", 8) for p in paths]

@@ -210,21 +210,31 @@ def load_shared_for_inference(paths: list[str], dtype: Any = None) -> list[tuple
     folders = [trained_folder(p) for p in paths]
     adapter_of = [adapter_base(f) for f in folders]
     bases = [a or resolve_model(f) for a, f in zip(adapter_of, folders, strict=True)]
+    # peft cannot mix DoRA adapters row by row in one batch: each gets its own copy of the base
+    groups = [(b, i) if _is_dora(folders[i]) else (b, -1) for i, b in enumerate(bases)]
     out: list[tuple[Any, Any, str | None]] = [None] * len(paths)  # type: ignore[list-item]
-    for base in dict.fromkeys(bases):
-        members = [i for i, b in enumerate(bases) if b == base]
+    for group in dict.fromkeys(groups):
+        base = group[0]
+        members = [i for i, g in enumerate(groups) if g == group]
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or torch.float32)
         adapters = [i for i in members if adapter_of[i]]
         if adapters:
             from peft import PeftModel
 
-            # peft adapter names become module keys, so they are positional, not the user's names
-            model = PeftModel.from_pretrained(model, folders[adapters[0]], adapter_name="a0")
-            for k, i in enumerate(adapters[1:], start=1):
-                model.load_adapter(folders[i], adapter_name=f"a{k}")
+            # peft adapter names become module keys, so they are positional, not the user's names; the
+            # first keeps peft's usual "default", as when one adapter is loaded alone
+            names = ["default"] + [f"a{k}" for k in range(1, len(adapters))]
+            model = PeftModel.from_pretrained(model, folders[adapters[0]], adapter_name=names[0])
+            for name, i in zip(names[1:], adapters[1:], strict=True):
+                model.load_adapter(folders[i], adapter_name=name)
         for i in members:
-            name = f"a{adapters.index(i)}" if i in adapters else ("__base__" if adapters else None)
+            name = names[adapters.index(i)] if i in adapters else ("__base__" if adapters else None)
             if len(adapters) == 1 and len(members) == 1:
                 name = None  # a lone adapter is simply the loaded model
             out[i] = (model, load_tokenizer(folders[i] if i in adapters else base), name)
     return out
+
+
+def _is_dora(folder: str) -> bool:
+    config = Path(folder) / "adapter_config.json"
+    return config.is_file() and bool(json.loads(config.read_text(encoding="utf-8")).get("use_dora"))
