@@ -220,3 +220,20 @@ def test_a_dora_adapter_gets_its_own_copy_and_still_answers_as_if_alone(base_dir
             "model": name, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 8,
             "temperature": 0}).json()["choices"][0]["message"]["content"].strip() for name in ("base", "lora", "dora")]
     assert got == [_single(Engine.load(p), "Hello there", 8) for p in paths]
+
+
+def test_a_request_over_the_timeout_gets_408_and_its_row_is_freed(engine: Engine) -> None:
+    app = create_app({"tiny": engine}, ServeOptions(timeout_s=0.5))
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "Tell me a long story"}], "max_tokens": 1900,
+            "temperature": 0}
+    with serving(app) as url:
+        r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, timeout=60) as s:
+            events = [line for line in s.iter_lines() if line.startswith("data: ")]
+        deadline = time.time() + 20
+        while _load(url)["running"] and time.time() < deadline:
+            time.sleep(0.05)
+        load = _load(url)
+    assert r.status_code == 408 and r.json()["error"]["code"] == "timeout"
+    assert events[-1] == "data: [DONE]" and json.loads(events[-2][6:])["error"]["code"] == "timeout"
+    assert load["running"] == 0 and load["finished"] == {"cancelled": 2}
