@@ -204,9 +204,9 @@ def load_shared_for_inference(paths: list[str], dtype: Any = None) -> list[tuple
         For each path: the model, its tokenizer and the adapter to decode with (None: the model as loaded,
         which for a single adapter is that adapter).
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
+    device, device_dtype = inference_device()
     folders = [trained_folder(p) for p in paths]
     adapter_of = [adapter_base(f) for f in folders]
     bases = [a or resolve_model(f) for a, f in zip(adapter_of, folders, strict=True)]
@@ -216,7 +216,7 @@ def load_shared_for_inference(paths: list[str], dtype: Any = None) -> list[tuple
     for group in dict.fromkeys(groups):
         base = group[0]
         members = [i for i, g in enumerate(groups) if g == group]
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or device_dtype)
         adapters = [i for i in members if adapter_of[i]]
         if adapters:
             from peft import PeftModel
@@ -227,12 +227,26 @@ def load_shared_for_inference(paths: list[str], dtype: Any = None) -> list[tuple
             model = PeftModel.from_pretrained(model, folders[adapters[0]], adapter_name=names[0])
             for name, i in zip(names[1:], adapters[1:], strict=True):
                 model.load_adapter(folders[i], adapter_name=name)
+        model.to(device)
         for i in members:
             name = names[adapters.index(i)] if i in adapters else ("__base__" if adapters else None)
             if len(adapters) == 1 and len(members) == 1:
                 name = None  # a lone adapter is simply the loaded model
             out[i] = (model, load_tokenizer(folders[i] if i in adapters else base), name)
     return out
+
+
+def inference_device() -> tuple[str, Any]:
+    """Where generation runs: a CUDA GPU in bf16 (fp16 without bf16), else the CPU in fp32.
+
+    The CPU keeps fp32: generation there is bound by memory traffic more than by matmul, and fp32 keeps
+    greedy answers identical to the tests' references.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return "cpu", torch.float32
 
 
 def _is_dora(folder: str) -> bool:
