@@ -237,3 +237,20 @@ def test_a_request_over_the_timeout_gets_408_and_its_row_is_freed(engine: Engine
     assert r.status_code == 408 and r.json()["error"]["code"] == "timeout"
     assert events[-1] == "data: [DONE]" and json.loads(events[-2][6:])["error"]["code"] == "timeout"
     assert load["running"] == 0 and load["finished"] == {"cancelled": 2}
+
+
+def test_closing_an_engine_stream_early_stops_its_generation_thread(engine: Engine) -> None:
+    # The chat tab and `tuneforge chat` stream through Engine.stream: a consumer that goes away must not
+    # leave a generation running (a daemon thread inside torch at exit aborts the process).
+    import threading
+
+    before = threading.active_count()
+    stream = engine.stream([Message("user", "Tell me a long story")], GenerationOptions(1900, temperature=0.0))
+    first = next(stream)
+    started = time.perf_counter()
+    stream.close()
+    assert first is not None and time.perf_counter() - started < 5  # stopped at the next token, not after 1900
+    assert threading.active_count() == before
+    whole = "".join(engine.stream([Message("user", "Hi")], GenerationOptions(8, temperature=0.0,
+                                                                               repetition_penalty=1.0)))
+    assert whole.strip() == _single(engine, "Hi", 8)  # a stream read to the end is unchanged

@@ -118,6 +118,8 @@ def test_train_from_the_ui_then_reattach_switch_language_and_chat(ui_url: str, b
     page.reload()  # a reload finds the run again (state lives in files, not in the page)
     _wait_text(page, "tf-status", "ui-tiny", 30, start=True)
     assert _value(page, "tf-run") == "ui-tiny"
+    _wait_text(page, "tf-run-name", "ui-tiny", 10)  # and the form it was started with
+    assert _value(page, "tf-datasets") == "qa.json" and _value(page, "tf-max-steps") == "12"
 
     page.get_by_label("中文").check()
     page.wait_for_selector("text=开始训练", timeout=10_000)
@@ -126,6 +128,8 @@ def test_train_from_the_ui_then_reattach_switch_language_and_chat(ui_url: str, b
     page.get_by_role("tab", name="对话").click()
     _fill(page, "tf-chat-model", "ui-tiny")
     page.keyboard.press("Escape")
+    page.locator("#tf-max-new input[type=number]").fill("24")
+    page.locator("#tf-max-new input[type=number]").press("Enter")
     _fill(page, "tf-chat-msg", "What is 2 plus 3?")
     page.click("#tf-send")
     bot = page.locator("#tf-chatbot .bot, #tf-chatbot [data-testid='bot']").first
@@ -133,7 +137,9 @@ def test_train_from_the_ui_then_reattach_switch_language_and_chat(ui_url: str, b
     page.wait_for_function("(() => { const b = document.querySelector('#tf-chatbot'); "
                            "return b && b.innerText.includes('What is 2 plus 3?') && b.innerText.length > 30; })()",
                            timeout=120_000)
-    page.wait_for_timeout(1000)
+    text = ""
+    while text != (text := page.locator("#tf-chatbot").inner_text()):  # until the answer stops growing
+        page.wait_for_timeout(1000)
     page.screenshot(path=str(DOCS / "webui-chat.png"))
     page.close()
 

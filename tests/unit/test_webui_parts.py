@@ -11,7 +11,7 @@ import pytest
 from tuneforge.utils.errors import ConfigError
 from tuneforge.webui.i18n import LANGUAGES, TEXT
 from tuneforge.webui.paths import PathGuard
-from tuneforge.webui.runs import RunManager, TrainForm, build_config
+from tuneforge.webui.runs import RunManager, TrainForm, build_config, form_from_config
 
 
 @pytest.fixture()
@@ -85,3 +85,13 @@ def test_run_records_survive_a_new_manager(work: Path) -> None:
     assert again.names() == ["gone"] and again.current() == "gone"
     assert not again.is_running("gone") and again.status("gone") == "failed"  # no such process, no finished state
     assert not manager.stop("gone")
+
+
+def test_a_config_reads_back_into_the_form_it_came_from(work: Path) -> None:
+    info = work / "data" / "dataset_info.json"
+    info.write_text(json.dumps({"demo": {"file_name": "extra.json"}}), encoding="utf-8")
+    guard = PathGuard(work / "work", [work / "data"])
+    form = TrainForm(datasets="qa.json", registry=["demo @ ../data/dataset_info.json"], stage="dpo", method="qlora", learning_rate=1e-4,
+                     max_steps=30, batch_size=2, max_length=256, lora_rank=16, run_name="again")
+    back = form_from_config(build_config(form, guard, work / "work" / "runs"), work / "work")
+    assert back == form

@@ -114,20 +114,33 @@ class Engine:
 
     def stream(self, messages: list[Message], options: GenerationOptions | None = None,
                system: str = "") -> Iterator[str]:
-        """Yield the answer piece by piece as it is generated."""
+        """Yield the answer piece by piece as it is generated.
+
+        Closing the iterator early (a chat window closed, a client gone) stops the generation at the
+        next token and waits for it, so no generation thread outlives its consumer.
+        """
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         options = options or GenerationOptions()
         ids = torch.tensor([self.prompt_ids(messages, system)], device=self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop = threading.Event()
+
+        class _Abandoned(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
         kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
                       eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id, **options.kwargs(),
-                      **self._adapter_kwargs(1))
+                      stopping_criteria=StoppingCriteriaList([_Abandoned()]), **self._adapter_kwargs(1))
         thread = threading.Thread(target=self._generate, kwargs=kwargs, daemon=True)
         thread.start()
-        yield from streamer
-        thread.join()
+        try:
+            yield from streamer
+        finally:
+            stop.set()
+            thread.join()
 
     def _generate(self, **kwargs: Any) -> None:
         import torch

@@ -170,6 +170,16 @@ class WebUI:
 
         return gr.update(choices=self.runs.names(), value=self.runs.current())
 
+    def restore(self) -> list[Any]:
+        """The Train form of the run a (re)loaded page attaches to, as it was started."""
+        import gradio as gr
+
+        name = self.runs.current()
+        form = self.runs.form(name) if name else None
+        if form is None:
+            return [gr.skip()] * len(FORM_FIELDS)
+        return [gr.update(value=getattr(form, f)) for f in FORM_FIELDS]
+
     def lists(self) -> list[Any]:
         """Fresh run lists for every tab; the Train tab's run is the running (or newest) one."""
         import gradio as gr
@@ -344,9 +354,10 @@ def build(workdir: str | Path = ".", data_dirs: list[str] | None = None, poll_s:
                     chat_model = L(gr.Dropdown(["default", *ui.runs.names()], value="default", label=t("chat_model"),
                                                allow_custom_value=True, elem_id="tf-chat-model"), "chat_model")
                     temperature = L(gr.Slider(0, 1.5, value=0.7, label=t("temperature")), "temperature")
-                    max_new = L(gr.Slider(8, 1024, value=256, step=8, label=t("max_new_tokens")), "max_new_tokens")
+                    max_new = L(gr.Slider(8, 1024, value=256, step=8, label=t("max_new_tokens"), elem_id="tf-max-new"),
+                                "max_new_tokens")
                 system = L(gr.Textbox(label=t("system")), "system")
-                chatbot = gr.Chatbot(elem_id="tf-chatbot", height=360)
+                chatbot = L(gr.Chatbot(label=t("tab_chat"), elem_id="tf-chatbot", height=360), "tab_chat")
                 history = gr.State([])
                 with gr.Row():
                     chat_msg = L(gr.Textbox(label=t("message"), scale=4, elem_id="tf-chat-msg"), "message")
@@ -379,5 +390,6 @@ def build(workdir: str | Path = ".", data_dirs: list[str] | None = None, poll_s:
         clear.click(lambda: ([], []), None, [chatbot, history])
         export_btn.click(ui.export, [export_run, export_out, overwrite, lang], [export_status, export_log])
         lang.change(labels.updates, lang, [c for c, _, _ in labels.items])
-        demo.load(ui.lists, None, [run, eval_run, export_run, chat_model])  # a reload re-attaches to the run
+        # a (re)loaded page re-attaches to the running (or newest) run and shows the form it was started with
+        demo.load(ui.lists, None, [run, eval_run, export_run, chat_model]).then(ui.restore, None, fields)
     return demo

@@ -94,6 +94,27 @@ def build_config(form: TrainForm, guard: PathGuard, runs_dir: Path) -> dict[str,
     return cfg
 
 
+def form_from_config(cfg: dict[str, Any], workdir: Path) -> TrainForm:
+    """The form that :func:`build_config` turns into ``cfg`` (paths shown relative to the workdir)."""
+    def rel(path: str) -> str:  # as the UI lists them: relative to the workdir (data folders with "..")
+        return os.path.relpath(path, workdir) if Path(path).is_absolute() else path
+
+    data, training = cfg.get("data", {}), cfg.get("training", {})
+    paths = [d for d in data.get("datasets", []) if isinstance(d, str) and ("/" in d or "." in d)]
+    names = [d for d in data.get("datasets", []) if isinstance(d, str) and d not in paths]
+    info = rel(data["dataset_info"]) if data.get("dataset_info") else None
+    return TrainForm(model=rel(cfg.get("model", {}).get("name_or_path", "default")),
+                     datasets=", ".join(rel(d) for d in paths),
+                     registry=[f"{n} @ {info}" for n in names] if info else [],
+                     stage=training.get("stage", "sft"), method=cfg.get("method", {}).get("name", "lora"),
+                     learning_rate=training.get("learning_rate"), epochs=training.get("epochs"),
+                     max_steps=training.get("max_steps"), batch_size=training.get("batch_size"),
+                     gradient_accumulation=training.get("gradient_accumulation"),
+                     max_length=data.get("max_length", 512),
+                     lora_rank=cfg.get("method", {}).get("lora", {}).get("rank"),
+                     run_name=cfg.get("output", {}).get("name", "webui-run"))
+
+
 @dataclass
 class Launch:
     """The record of one UI-started training process (``webui/<name>.json``)."""
@@ -185,6 +206,13 @@ class RunManager:
         """The run to show after a (re)load: a running launch, else the newest one."""
         names = self.names()
         return next((n for n in names if self.is_running(n)), names[0] if names else None)
+
+    def form(self, name: str) -> TrainForm | None:
+        """The Train form of a UI launch, read back from its config."""
+        launch = self.launch(name)
+        if not launch or not Path(launch.config).is_file():
+            return None
+        return form_from_config(yaml.safe_load(Path(launch.config).read_text(encoding="utf-8")), self.workdir)
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         launch = self.launch(name)
