@@ -95,3 +95,30 @@ def test_a_config_reads_back_into_the_form_it_came_from(work: Path) -> None:
                      max_steps=30, batch_size=2, max_length=256, lora_rank=16, run_name="again")
     back = form_from_config(build_config(form, guard, work / "work" / "runs"), work / "work")
     assert back == form
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", ""])
+def test_run_names_are_plain_folder_names(work: Path, name: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config(TrainForm(datasets="qa.json", run_name=name), PathGuard(work / "work"), work / "runs")
+    assert [p.field for p in err.value.problems] == ["run_name"]
+
+
+def test_a_finished_run_is_never_started_over(work: Path) -> None:
+    runs = work / "work" / "runs"
+    (runs / "done").mkdir(parents=True)
+    (runs / "done" / "tuneforge_run.json").write_text(json.dumps({"status": "finished"}), encoding="utf-8")
+    cfg = build_config(TrainForm(datasets="qa.json", run_name="done"), PathGuard(work / "work"), runs)
+    with pytest.raises(ConfigError) as err:
+        RunManager(work / "work").start(cfg)
+    assert "never overwrites" in str(err.value) and not (work / "work" / "webui" / "done.json").exists()
+
+
+def test_runs_typed_into_a_dropdown_are_confined_too(work: Path) -> None:
+    from tuneforge.webui.app import WebUI
+
+    ui = WebUI(work / "work")
+    table, samples, message = ui.evaluate("../../etc", 5)
+    assert table == [] and "outside the folders this UI may read" in message
+    status, log = ui.export("/etc", "out", False, "English")
+    assert status == "export failed" and "outside the folders" in log

@@ -188,13 +188,22 @@ class WebUI:
         return [self.run_list(), gr.update(choices=names), gr.update(choices=names),
                 gr.update(choices=["default", *names])]
 
+    def run_path(self, name: str) -> Path:
+        """A run picked (or typed) in a dropdown: a known run, else a folder the guard allows."""
+        if name in self.runs.names():
+            return self.runs.run_dir(name)
+        return self.guard.resolve(name, "run")
+
     # ----- Evaluate tab
     def evaluate(self, name: str | None, max_samples: int) -> tuple[list[list[str]], list[list[str]], str]:
         from tuneforge.evaluation.report import table_rows
 
         if not name:
             return [], [], t("no_run")
-        run = self.runs.run_dir(name)
+        try:
+            run = self.run_path(name)
+        except TuneforgeError as exc:
+            return [], [], str(exc)
         out = run / "eval-webui"
         proc = run_cli(["eval", str(run), "--out", str(out), f"evaluation.max_samples={int(max_samples)}"],
                        self.guard.workdir)
@@ -212,7 +221,7 @@ class WebUI:
         from tuneforge.inference import Engine
 
         name = typed.strip() or "default"
-        path = str(self.runs.run_dir(name)) if name in self.runs.names() else self.guard.model(name)
+        path = str(self.run_path(name)) if name in self.runs.names() else self.guard.model(name)
         if path not in self._engines:
             self._engines.clear()  # one chat model in memory at a time
             self._engines[path] = Engine.load(path)
@@ -246,10 +255,10 @@ class WebUI:
         if not name:
             return t("no_run", code), ""
         try:
-            target = self.guard.resolve(out, "export_out", must_exist=False)
+            run, target = self.run_path(name), self.guard.resolve(out, "export_out", must_exist=False)
         except TuneforgeError as exc:
             return t("export_failed", code), str(exc)
-        args = ["export", str(self.runs.run_dir(name)), "--out", str(target)] + (["--overwrite"] if overwrite else [])
+        args = ["export", str(run), "--out", str(target)] + (["--overwrite"] if overwrite else [])
         proc = run_cli(args, self.guard.workdir)
         text = _strip_ansi(proc.stdout + proc.stderr)
         return (t("export_ok", code) if proc.returncode == 0 else t("export_failed", code)), text

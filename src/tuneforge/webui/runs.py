@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,6 +75,10 @@ def build_config(form: TrainForm, guard: PathGuard, runs_dir: Path) -> dict[str,
     if not data["datasets"] and not problems:
         problems.append(Problem("no training data chosen", field="datasets",
                                 fix="type one or more data file paths, or pick dataset_info.json entries"))
+    name = form.run_name.strip()
+    if not re.fullmatch(r"[\w][\w.\-]*", name):
+        problems.append(Problem(f"run name {name!r} is not a plain folder name", field="run_name",
+                                fix="use letters, digits, '-', '_' and '.', e.g. identity-lora-2"))
     try:
         model = guard.model(form.model)
     except ConfigError as exc:
@@ -89,7 +94,7 @@ def build_config(form: TrainForm, guard: PathGuard, runs_dir: Path) -> dict[str,
         method["lora"] = {"rank": int(form.lora_rank)}
     cfg = {"model": {"name_or_path": model}, "data": data, "method": method,
            "training": {k: v for k, v in training.items() if v is not None},
-           "output": {"dir": str(runs_dir), "name": form.run_name.strip() or "webui-run"}}
+           "output": {"dir": str(runs_dir), "name": name}}
     load_config(base=cfg)  # raises ConfigError naming each invalid field
     return cfg
 
@@ -149,6 +154,11 @@ class RunManager:
         if self.is_running(name):
             raise ConfigError("already running", [Problem(f"{name} is running", field="run_name",
                                                           fix="stop it first, or choose another run name")])
+        state = Path(cfg["output"]["dir"]) / name / "tuneforge_run.json"
+        if state.is_file() and json.loads(state.read_text(encoding="utf-8")).get("status") == "finished":
+            raise ConfigError("a finished run has this name", [Problem(
+                f"{name} is finished; the UI never overwrites a finished run", file=str(state.parent),
+                field="run_name", fix="choose another run name (or delete the run folder yourself)")])
         config = self.write_config(cfg, name)
         log = self.ui_dir / f"{name}.log"
         with log.open("ab") as out:
