@@ -36,7 +36,7 @@ class ServeOptions:
     """Server limits."""
 
     api_key: str | None = None  # required as "Authorization: Bearer <key>" when set
-    max_batch: int = 8  # requests decoded together
+    max_batch: int = 16  # requests decoded together (rows of one batch)
     max_queue: int = 64  # waiting requests beyond which new ones get 429
     timeout_s: float = 300.0  # a request that takes longer gets 408 (or an error event when streaming)
     default_max_tokens: int = 256

@@ -147,7 +147,7 @@ def can_join(cache: Any) -> bool:
 class Scheduler:
     """Owns one loaded model on a worker thread; ``submit`` refuses with 429 when the queue is full."""
 
-    def __init__(self, engine: Engine, max_batch: int = 8, max_queue: int = 64, start: bool = True) -> None:
+    def __init__(self, engine: Engine, max_batch: int = 16, max_queue: int = 64, start: bool = True) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
