@@ -92,7 +92,8 @@ def test_a_config_reads_back_into_the_form_it_came_from(work: Path) -> None:
     info.write_text(json.dumps({"demo": {"file_name": "extra.json"}}), encoding="utf-8")
     guard = PathGuard(work / "work", [work / "data"])
     form = TrainForm(datasets="qa.json", registry=["demo @ ../data/dataset_info.json"], stage="dpo", method="qlora", learning_rate=1e-4,
-                     max_steps=30, batch_size=2, max_length=256, lora_rank=16, run_name="again")
+                     max_steps=30, batch_size=2, max_length=256, lora_rank=16, run_name="again",
+                     placeholders="name=Forge, author=Acme")
     back = form_from_config(build_config(form, guard, work / "work" / "runs"), work / "work")
     assert back == form
 
@@ -122,3 +123,12 @@ def test_runs_typed_into_a_dropdown_are_confined_too(work: Path) -> None:
     assert table == [] and "outside the folders this UI may read" in message
     status, log = ui.export("/etc", "out", False, "English")
     assert status == "export failed" and "outside the folders" in log
+
+
+def test_placeholders_are_key_value_pairs(work: Path) -> None:
+    guard = PathGuard(work / "work")
+    cfg = build_config(TrainForm(datasets="qa.json", placeholders="name=Forge，author = Acme 公司"), guard, work / "r")
+    assert cfg["data"]["placeholders"] == {"name": "Forge", "author": "Acme 公司"}
+    with pytest.raises(ConfigError) as err:
+        build_config(TrainForm(datasets="qa.json", placeholders="name Forge"), guard, work / "r")
+    assert [p.field for p in err.value.problems] == ["placeholders"] and "KEY=VALUE" in str(err.value)

@@ -27,7 +27,7 @@ ADVISED = {"training.learning_rate": "learning_rate", "training.epochs": "epochs
            "training.gradient_accumulation": "gradient_accumulation", "method.lora.rank": "lora_rank"}
 SERIES_COLORS = {"train": "#1f77b4", "eval": "#ff7f0e"}
 FORM_FIELDS = ["model", "datasets", "registry", "stage", "method", "learning_rate", "epochs", "max_steps",
-               "batch_size", "gradient_accumulation", "max_length", "lora_rank", "run_name"]
+               "batch_size", "gradient_accumulation", "max_length", "lora_rank", "run_name", "placeholders"]
 
 
 @dataclass
@@ -204,6 +204,8 @@ class WebUI:
             run = self.run_path(name)
         except TuneforgeError as exc:
             return [], [], str(exc)
+        if (run / "tuneforge_run.json").is_file() and not (run / "model").is_dir():
+            return [], [], t("no_model", name=name, status=self.runs.status(name))
         out = run / "eval-webui"
         proc = run_cli(["eval", str(run), "--out", str(out), f"evaluation.max_samples={int(max_samples)}"],
                        self.guard.workdir)
@@ -325,8 +327,9 @@ def build(workdir: str | Path = ".", data_dirs: list[str] | None = None, poll_s:
                     accum = L(gr.Number(None, precision=0, label=t("gradient_accumulation")), "gradient_accumulation")
                     max_len = L(gr.Number(512, precision=0, label=t("max_length"), elem_id="tf-max-length"), "max_length")
                     rank = L(gr.Number(None, precision=0, label=t("lora_rank")), "lora_rank")
+                placeholders = L(gr.Textbox(label=t("placeholders"), elem_id="tf-placeholders"), "placeholders")
                 fields = [model, datasets, registry, stage, method, lr, epochs, max_steps, batch, accum, max_len, rank,
-                          run_name]
+                          run_name, placeholders]
                 with gr.Row():
                     recommend_btn = L(gr.Button(t("recommend"), elem_id="tf-recommend"), "recommend", "value")
                     estimate_btn = L(gr.Button(t("estimate")), "estimate", "value")

@@ -45,6 +45,21 @@ class TrainForm:
     max_length: int = 512
     lora_rank: int | None = None
     run_name: str = "webui-run"
+    placeholders: str = ""  # "name=Forge, author=Acme": values for {{name}}-style placeholders in the data
+
+
+def parse_placeholders(text: str) -> tuple[dict[str, str], list[Problem]]:
+    """``name=Forge, author=Acme`` as a dict, with a problem for each piece that is not KEY=VALUE."""
+    values: dict[str, str] = {}
+    problems = []
+    for piece in [p.strip() for p in re.split(r"[,，]", text) if p.strip()]:
+        key, sep, value = piece.partition("=")
+        if not sep or not key.strip():
+            problems.append(Problem(f"{piece!r} is not KEY=VALUE", field="placeholders",
+                                    fix="write e.g. name=Forge, author=Acme"))
+        else:
+            values[key.strip()] = value.strip()
+    return values, problems
 
 
 def _number(value: Any) -> Any:
@@ -75,6 +90,10 @@ def build_config(form: TrainForm, guard: PathGuard, runs_dir: Path) -> dict[str,
     if not data["datasets"] and not problems:
         problems.append(Problem("no training data chosen", field="datasets",
                                 fix="type one or more data file paths, or pick dataset_info.json entries"))
+    placeholders, bad = parse_placeholders(form.placeholders)
+    problems += bad
+    if placeholders:
+        data["placeholders"] = placeholders
     name = form.run_name.strip()
     if not re.fullmatch(r"[\w][\w.\-]*", name):
         problems.append(Problem(f"run name {name!r} is not a plain folder name", field="run_name",
@@ -117,7 +136,8 @@ def form_from_config(cfg: dict[str, Any], workdir: Path) -> TrainForm:
                      gradient_accumulation=training.get("gradient_accumulation"),
                      max_length=data.get("max_length", 512),
                      lora_rank=cfg.get("method", {}).get("lora", {}).get("rank"),
-                     run_name=cfg.get("output", {}).get("name", "webui-run"))
+                     run_name=cfg.get("output", {}).get("name", "webui-run"),
+                     placeholders=", ".join(f"{k}={v}" for k, v in data.get("placeholders", {}).items()))
 
 
 @dataclass
