@@ -39,13 +39,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
 
 @pytest.fixture(scope="module")
 def ui_url(workdir: Path) -> Iterator[str]:
-    from tuneforge.webui.app import build
+    from tuneforge.webui.app import build, launch
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo = build(workdir, poll_s=1.0)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}"
     demo.close()
 

@@ -18,8 +18,8 @@ def webui(port: int = typer.Option(7860, help="Port to listen on."),
           data_dir: list[Path] = typer.Option([], "--data-dir", help="Another folder the UI may read data from "
                                                                      "(repeatable).")) -> None:
     """Open the web UI: Train, Evaluate, Chat and Export tabs, in English or Chinese."""
-    from tuneforge.webui.app import build
+    from tuneforge.webui.app import build, launch
 
     demo = build(workdir, [str(d) for d in data_dir])
     console.print(f"tuneforge web UI on http://{host}:{port} (working directory {workdir.resolve()})")
-    demo.launch(server_name=host, server_port=port, show_error=True, quiet=True)
+    launch(demo, server_name=host, server_port=port, show_error=True, quiet=True)

@@ -297,6 +297,15 @@ def _escape(text: str) -> str:
     return html.escape(text)
 
 
+#: the log and the preview keep their columns (tables drawn with box characters)
+CSS = "#tf-log textarea { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; font-size: 12px; }"
+
+
+def launch(demo: Any, **kwargs: Any) -> None:
+    """Start a built UI with tuneforge's style (``kwargs`` go to gradio's ``launch``)."""
+    demo.launch(css=CSS, **kwargs)
+
+
 def build(workdir: str | Path = ".", data_dirs: list[str] | None = None, poll_s: float = 2.0) -> Any:
     """The gradio Blocks app (``launch()`` it, or mount it)."""
     import gradio as gr

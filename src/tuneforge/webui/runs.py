@@ -186,7 +186,7 @@ class RunManager:
             out.flush()
             proc = subprocess.Popen([*CLI, "train", str(config), "--no-progress"], cwd=self.workdir, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"})
         self._children[proc.pid] = proc
         launch = Launch(name, proc.pid, str(config), str(log), str(Path(cfg["output"]["dir"]) / name), time.time())
         (self.ui_dir / f"{name}.json").write_text(json.dumps(asdict(launch), indent=2), encoding="utf-8")
