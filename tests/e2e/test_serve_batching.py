@@ -55,7 +55,7 @@ def test_a_request_joins_the_running_batch_and_both_answers_are_unchanged(engine
     async def run() -> tuple[str, str, int, tuple[Any, ...]]:
         scheduler = Scheduler(engine, max_batch=4, max_queue=4)
         loop = asyncio.get_running_loop()
-        first = Job(engine.prompt_ids([Message("user", long_prompt)]), GenerationOptions(60, **GREEDY), [], loop)
+        first = Job(engine.prompt_ids([Message("user", long_prompt)]), GenerationOptions(400, **GREEDY), [], loop)
         scheduler.submit(first)
         assert (await first.out.get())[0] == "text"  # the first row is decoding ...
         second = Job(engine.prompt_ids([Message("user", short_prompt)]), GenerationOptions(8, **GREEDY), [], loop)
@@ -66,10 +66,10 @@ def test_a_request_joins_the_running_batch_and_both_answers_are_unchanged(engine
         return rest, text2, scheduler.peak_batch, done1
 
     rest, text2, peak, done1 = asyncio.run(run())
-    assert done1[0] == "done" and done1[3] == 60  # the first ran its whole budget: it was running throughout
+    assert done1[0] == "done" and done1[3] == 400  # the first ran its whole budget: it was running throughout
     assert peak == 2  # so the second joined it rather than waiting
     assert text2 == _single(engine, short_prompt, 8)
-    assert _single(engine, long_prompt, 60).endswith(rest)  # the first's answer did not change either
+    assert _single(engine, long_prompt, 400).endswith(rest)  # the first's answer did not change either
 
 
 def test_detokenizer_pieces_add_up_to_the_whole_decode(tokenizer: Any) -> None:
