@@ -37,10 +37,12 @@ class Labels:
     items: list[tuple[Any, str, str]] = field(default_factory=list)
 
     def add(self, component: Any, key: str, attr: str = "label") -> Any:
+        """Register ``component`` (returned unchanged) whose ``attr`` shows the text ``key``."""
         self.items.append((component, key, attr))
         return component
 
     def updates(self, language: str) -> list[Any]:
+        """One update per registered component: its text in ``language`` ('English' or '中文')."""
         import gradio as gr
 
         lang = LANGUAGES.get(language, "en")
@@ -74,6 +76,7 @@ class WebUI:
 
     # ----- Train tab
     def form(self, *values: Any) -> TrainForm:
+        """The Train tab's field values (in ``FORM_FIELDS`` order) as a form."""
         return TrainForm(**dict(zip(FORM_FIELDS, values, strict=True)))
 
     def draft(self, *values: Any) -> Path:
@@ -81,6 +84,7 @@ class WebUI:
         return self.runs.write_config(build_config(self.form(*values), self.guard, self.runs.runs_dir), "_draft")
 
     def registry_choices(self) -> list[str]:
+        """Every entry of the ``dataset_info.json`` files in the allowed folders, as "name @ file"."""
         out = []
         for info in self.guard.dataset_infos():
             names = json.loads(info.read_text(encoding="utf-8"))
@@ -127,6 +131,7 @@ class WebUI:
         return ansi_to_html(proc.stdout + (proc.stderr if proc.returncode else ""))
 
     def start(self, lang: str, *values: Any) -> tuple[str, Any]:
+        """Launch training from the form; a message and the run list with the new run selected."""
         import gradio as gr
 
         code = LANGUAGES.get(lang, "en")
@@ -139,6 +144,7 @@ class WebUI:
         return message, gr.update(choices=self.runs.names(), value=launch.name)
 
     def stop(self, lang: str, name: str | None) -> str:
+        """Send Ctrl-C to the selected run; a message saying what happened."""
         code = LANGUAGES.get(lang, "en")
         if not name:
             return t("no_run", code)
@@ -166,6 +172,7 @@ class WebUI:
         return [*out, values]
 
     def run_list(self) -> Any:
+        """The run dropdown: every run, the running (or newest) one selected."""
         import gradio as gr
 
         return gr.update(choices=self.runs.names(), value=self.runs.current())
@@ -196,6 +203,7 @@ class WebUI:
 
     # ----- Evaluate tab
     def evaluate(self, name: str | None, max_samples: int) -> tuple[list[list[str]], list[list[str]], str]:
+        """``tuneforge eval`` on a run: the base-vs-tuned table, sample predictions and the verdict."""
         from tuneforge.evaluation.report import table_rows
 
         if not name:
@@ -220,6 +228,7 @@ class WebUI:
 
     # ----- Chat tab
     def engine(self, typed: str) -> Any:
+        """The chat engine of a run or model (one kept loaded at a time)."""
         from tuneforge.inference import Engine
 
         name = typed.strip() or "default"
@@ -253,6 +262,7 @@ class WebUI:
 
     # ----- Export tab
     def export(self, name: str | None, out: str, overwrite: bool, lang: str) -> tuple[str, str]:
+        """``tuneforge export`` of a run into ``out``: a status line and the verification output."""
         code = LANGUAGES.get(lang, "en")
         if not name:
             return t("no_run", code), ""

@@ -221,6 +221,7 @@ class RunManager:
         return "failed" if self.launch(name) else (status or "unknown")
 
     def run_dir(self, name: str) -> Path:
+        """The run folder of ``name`` (where its launch put it, else ``runs/<name>``)."""
         launch = self.launch(name)
         return Path(launch.run_dir) if launch else self.runs_dir / name
 
@@ -245,6 +246,7 @@ class RunManager:
         return form_from_config(yaml.safe_load(Path(launch.config).read_text(encoding="utf-8")), self.workdir)
 
     def log_tail(self, name: str, lines: int = 30) -> str:
+        """The last lines of the launch's process log ('' when the UI did not start it)."""
         launch = self.launch(name)
         if not launch or not Path(launch.log).is_file():
             return ""
