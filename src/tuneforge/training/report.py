@@ -146,10 +146,12 @@ def write_report(root: Path, log: Path, summary: dict[str, Any], advice: list[st
     lines += [f"- {k}: {v}" for k, v in summary.items()]
     lines += ["", "## Values chosen by advice (DESIGN §10.2)", ""]
     lines += [f"- {a}" for a in advice] or ["- none (everything was set in the config)"]
-    findings = ([] if surrogate_loss else diagnose(train, evals)) + (diagnose_alignment(train, evals) if metrics
-                                                                     else [])
-    findings = findings or ["no problem found in the reward and KL curves (the loss of this stage is a "
-                            "policy-gradient surrogate and is not judged)"]
+    findings = diagnose_alignment(train, evals) if metrics else []
+    if not surrogate_loss:
+        findings = diagnose(train, evals) + findings  # diagnose always says something
+    elif not findings:
+        findings = ["no problem found in the reward and KL curves (the loss of this stage is a policy-gradient "
+                    "surrogate and is not judged)"]
     lines += ["", "## Diagnosis (DESIGN §10.3)", ""] + [f"- {d}" for d in findings]
     if evals:
         lines += ["", "## Evaluation loss", "", "| step | eval_loss | eval_ppl |", "|---|---|---|"]
