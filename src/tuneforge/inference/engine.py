@@ -56,26 +56,22 @@ class Engine:
             template: 'auto' (the tokenizer's own, which training saves into the model) or a registered name.
             system: Default system prompt; None uses the one the model was trained with (if it was).
         """
-        from tuneforge.models.loading import load_for_inference, trained_system
-
-        loaded, tokenizer = load_for_inference(model)
-        loaded.eval()
-        if system is None:
-            system = trained_system(model)
-        return cls(loaded, tokenizer, resolve_template(template, tokenizer, system))
+        return cls.load_many([model], template, system)[0]
 
     @classmethod
-    def load_many(cls, models: list[str], template: str = "auto") -> list[Engine]:
+    def load_many(cls, models: list[str], template: str = "auto", system: str | None = None) -> list[Engine]:
         """Engines for several models, adapters of one base sharing a single copy of its weights.
 
-        Each engine keeps its own tokenizer, chat template and trained system prompt.
+        Each engine keeps its own tokenizer, chat template and system prompt (``system``, else the one
+        its model was trained with).
         """
         from tuneforge.models.loading import load_shared_for_inference, trained_system
 
         engines = []
         for name, (model, tokenizer, adapter) in zip(models, load_shared_for_inference(models), strict=True):
             model.eval()
-            engines.append(cls(model, tokenizer, resolve_template(template, tokenizer, trained_system(name)), adapter))
+            prompt = system if system is not None else trained_system(name)
+            engines.append(cls(model, tokenizer, resolve_template(template, tokenizer, prompt), adapter))
         return engines
 
     def _adapter_kwargs(self, rows: int) -> dict[str, Any]:

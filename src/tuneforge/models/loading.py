@@ -186,12 +186,10 @@ def load_for_inference(name_or_path: str, dtype: Any = None) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def adapter_base(path: str) -> str | None:
-    """The resolved base model of an adapter folder (or a run whose model is an adapter); None otherwise."""
-    config = Path(trained_folder(path)) / "adapter_config.json"
-    if not config.is_file():
-        return None
-    return resolve_model(json.loads(config.read_text(encoding="utf-8"))["base_model_name_or_path"])
+def adapter_config(folder: str) -> dict[str, Any] | None:
+    """The ``adapter_config.json`` of a model folder; None for a full model."""
+    config = Path(folder) / "adapter_config.json"
+    return json.loads(config.read_text(encoding="utf-8")) if config.is_file() else None
 
 
 def load_shared_for_inference(paths: list[str], dtype: Any = None) -> list[tuple[Any, Any, str | None]]:
@@ -208,10 +206,12 @@ def load_shared_for_inference(paths: list[str], dtype: Any = None) -> list[tuple
 
     device, device_dtype = inference_device()
     folders = [trained_folder(p) for p in paths]
-    adapter_of = [adapter_base(f) for f in folders]
-    bases = [a or resolve_model(f) for a, f in zip(adapter_of, folders, strict=True)]
+    adapter_of = [adapter_config(f) for f in folders]
+    bases = [resolve_model(a["base_model_name_or_path"]) if a else resolve_model(f)
+             for a, f in zip(adapter_of, folders, strict=True)]
     # peft cannot mix DoRA adapters row by row in one batch: each gets its own copy of the base
-    groups = [(b, i) if _is_dora(folders[i]) else (b, -1) for i, b in enumerate(bases)]
+    groups = [(b, i) if a and a.get("use_dora") else (b, -1)
+              for i, (a, b) in enumerate(zip(adapter_of, bases, strict=True))]
     out: list[tuple[Any, Any, str | None]] = [None] * len(paths)  # type: ignore[list-item]
     for group in dict.fromkeys(groups):
         base = group[0]
@@ -247,8 +247,3 @@ def inference_device() -> tuple[str, Any]:
     if torch.cuda.is_available():
         return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return "cpu", torch.float32
-
-
-def _is_dora(folder: str) -> bool:
-    config = Path(folder) / "adapter_config.json"
-    return config.is_file() and bool(json.loads(config.read_text(encoding="utf-8")).get("use_dora"))
