@@ -23,6 +23,7 @@ from tuneforge.server.protocol import (
     SamplingRequest,
     chat_chunk,
     chat_response,
+    completion_chunk,
     completion_response,
     new_chunk_id,
     usage_chunk,
@@ -213,7 +214,6 @@ async def _completion_stream(job: Job, model: str, timeout_s: float,
     chunk_id = new_chunk_id("cmpl")
     async for item in _items(job, timeout_s):
         text, finish = (item[1], None) if item[0] == "text" else ("", item[1])
-        yield {"id": chunk_id, "object": "text_completion", "created": int(time.time()), "model": model,
-               "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
+        yield completion_chunk(chunk_id, model, text, finish)
         if finish and include_usage:
             yield usage_chunk(chunk_id, "text_completion", model, item[2], item[3])

@@ -165,12 +165,16 @@ def usage_chunk(chunk_id: str, obj: str, model: str, prompt_tokens: int, complet
             "usage": usage(prompt_tokens, completion_tokens)}
 
 
+def completion_chunk(chunk_id: str, model: str, text: str, finish: str | None = None) -> dict[str, Any]:
+    """A ``text_completion`` without usage: one chunk of a stream (same ``id`` for every chunk)."""
+    return {"id": chunk_id, "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
+
+
 def completion_response(model: str, text: str, finish: str, prompt_tokens: int,
                         completion_tokens: int) -> dict[str, Any]:
     """A whole ``text_completion`` body."""
-    return {"id": _ids("cmpl"), "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
-            "usage": usage(prompt_tokens, completion_tokens)}
+    return completion_chunk(_ids("cmpl"), model, text, finish) | {"usage": usage(prompt_tokens, completion_tokens)}
 
 
 def new_chunk_id(prefix: str = "chatcmpl") -> str:

@@ -99,6 +99,10 @@ class _Batch:
     cache: Any
     mask: Any  # [rows, cached positions]; 0 marks left padding
     pending: Any  # [rows] the sampled token not yet in the cache
+    joinable: bool = field(init=False)  # whether new rows can be stacked on (the layer types never change)
+
+    def __post_init__(self) -> None:
+        self.joinable = can_join(self.cache)
 
     def select(self, keep: list[int]) -> None:
         """Keep only these rows; drop cache columns that have become padding for every row."""
@@ -184,7 +188,7 @@ class Scheduler:
         batch: _Batch | None = None
         while not self._stop.is_set():
             room = self.max_batch - (len(batch.rows) if batch else 0)
-            joinable = batch is None or can_join(batch.cache)
+            joinable = batch is None or batch.joinable
             jobs = self._take(room if joinable else 0, wait=batch is None)
             if batch is None and not jobs:
                 continue
