@@ -132,3 +132,14 @@ def test_placeholders_are_key_value_pairs(work: Path) -> None:
     with pytest.raises(ConfigError) as err:
         build_config(TrainForm(datasets="qa.json", placeholders="name Forge"), guard, work / "r")
     assert [p.field for p in err.value.problems] == ["placeholders"] and "KEY=VALUE" in str(err.value)
+
+
+def test_curves_leave_out_a_log_line_still_being_written(work: Path) -> None:
+    run = work / "work" / "runs" / "live"
+    run.mkdir(parents=True)
+    (run / "train_log.jsonl").write_text(
+        '{"step": 1, "loss": 2.0, "ppl": 7.4}\n{"step": 2, "eval_loss": 1.9, "eval_ppl": 6.7}\n{"step": 3, "lo',
+        encoding="utf-8")
+    curves = RunManager(work / "work").curves("live")
+    assert curves["loss"] == [{"step": 1, "value": 2.0, "series": "train"}, {"step": 2, "value": 1.9, "series": "eval"}]
+    assert [p["value"] for p in curves["ppl"]] == [7.4, 6.7]

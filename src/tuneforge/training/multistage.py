@@ -117,7 +117,7 @@ def _train_or_reuse(cfg: RunConfig, overwrite: bool, echo: Echo, progress: bool)
     from tuneforge.training.rundir import RunDir
 
     run = RunDir(Path(cfg.output.dir) / (cfg.output.name or "run"))
-    if run.state().get("status") == "finished" and not overwrite:
+    if run.status == "finished" and not overwrite:
         echo(f"stage already finished: {run.root}")
         return TrainResult(run, False, int(run.state().get("step", 0)), None, run.root / "report.md")
     return train(cfg, None, overwrite, echo, progress)

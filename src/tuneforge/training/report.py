@@ -9,10 +9,15 @@ from typing import Any
 import numpy as np
 
 
-def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Train rows and eval rows of ``train_log.jsonl``."""
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if path.is_file() else []
+def read_log(path: Path, live: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train rows and eval rows of ``train_log.jsonl``.
+
+    ``live``: the run may be writing the log right now, so a last line without its newline is left out.
+    """
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if live and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [r for r in rows if "loss" in r], [r for r in rows if "eval_loss" in r]
 
 

@@ -53,6 +53,11 @@ class RunDir:
         path = self.root / STATE_FILE
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
+    @property
+    def status(self) -> str | None:
+        """running, interrupted, failed or finished; None before the run has started."""
+        return self.state().get("status")
+
     def set_state(self, status: str, **extra: Any) -> None:
         """Record the run status (running, interrupted, failed, finished) atomically."""
         data = {**self.state(), "status": status, "updated": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
@@ -76,7 +81,7 @@ def open_run(cfg: RunConfig, config_path: str | None, overwrite: bool = False) -
         RunExistsError: the run is finished and neither ``overwrite`` nor ``output.overwrite`` is set.
     """
     run = RunDir(Path(cfg.output.dir) / run_name(cfg, config_path))
-    status = run.state().get("status")
+    status = run.status
     if status == "finished" and not (overwrite or cfg.output.overwrite):
         raise RunExistsError("this run is finished", [Problem(
             f"{run.root} holds a finished run", field="output.name",

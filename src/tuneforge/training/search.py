@@ -184,7 +184,7 @@ def _objective(trial: Any, cfg: RunConfig, root: Path, echo: Echo, progress: boo
     run = RunDir(Path(sub.output.dir) / sub.output.name)
     trial.set_user_attr("run", str(run.root))
     echo(f"trial {trial.number}: {json.dumps(params)}")
-    if run.state().get("status") == "finished":  # the sampler repeated earlier values: reuse that run
+    if run.status == "finished":  # the sampler repeated earlier values: reuse that run
         echo(f"trial {trial.number}: same values as an earlier trial, reusing {run.root}")
         pruned = _replay(trial, run, cfg.search.pruning)
     else:

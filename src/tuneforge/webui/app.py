@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneforge.models.loading import trained_folder
 from tuneforge.utils.errors import TuneforgeError
 from tuneforge.webui.i18n import LANGUAGES, TEXT, t
 from tuneforge.webui.paths import PathGuard
@@ -212,7 +213,9 @@ class WebUI:
             run = self.run_path(name)
         except TuneforgeError as exc:
             return [], [], str(exc)
-        if (run / "tuneforge_run.json").is_file() and not (run / "model").is_dir():
+        try:
+            trained_folder(str(run))  # the shared check: a run folder must hold its final model
+        except TuneforgeError:
             return [], [], t("no_model", name=name, status=self.runs.status(name))
         out = run / "eval-webui"
         proc = run_cli(["eval", str(run), "--out", str(out), f"evaluation.max_samples={int(max_samples)}"],
@@ -232,7 +235,7 @@ class WebUI:
         from tuneforge.inference import Engine
 
         name = typed.strip() or "default"
-        path = str(self.run_path(name)) if name in self.runs.names() else self.guard.model(name)
+        path = str(self.runs.run_dir(name)) if name in self.runs.names() else self.guard.model(name)
         if path not in self._engines:
             self._engines.clear()  # one chat model in memory at a time
             self._engines[path] = Engine.load(path)

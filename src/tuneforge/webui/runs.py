@@ -22,6 +22,8 @@ from typing import Any
 import yaml
 
 from tuneforge.config.load import load_config
+from tuneforge.training.report import read_log
+from tuneforge.training.rundir import STATE_FILE, RunDir
 from tuneforge.utils.errors import ConfigError, Problem
 from tuneforge.webui.paths import PathGuard
 
@@ -174,10 +176,10 @@ class RunManager:
         if self.is_running(name):
             raise ConfigError("already running", [Problem(f"{name} is running", field="run_name",
                                                           fix="stop it first, or choose another run name")])
-        state = Path(cfg["output"]["dir"]) / name / "tuneforge_run.json"
-        if state.is_file() and json.loads(state.read_text(encoding="utf-8")).get("status") == "finished":
+        run = RunDir(Path(cfg["output"]["dir"]) / name)
+        if run.status == "finished":
             raise ConfigError("a finished run has this name", [Problem(
-                f"{name} is finished; the UI never overwrites a finished run", file=str(state.parent),
+                f"{name} is finished; the UI never overwrites a finished run", file=str(run.root),
                 field="run_name", fix="choose another run name (or delete the run folder yourself)")])
         config = self.write_config(cfg, name)
         log = self.ui_dir / f"{name}.log"
@@ -214,8 +216,7 @@ class RunManager:
         """running, finished, interrupted, failed, or unknown."""
         if self.is_running(name):
             return "running"
-        state = self.run_dir(name) / "tuneforge_run.json"
-        status = json.loads(state.read_text(encoding="utf-8")).get("status") if state.is_file() else None
+        status = RunDir(self.run_dir(name)).status
         if status in ("finished", "interrupted"):
             return status
         return "failed" if self.launch(name) else (status or "unknown")
@@ -230,7 +231,7 @@ class RunManager:
         launched = sorted(self.ui_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
         names = [p.stem for p in launched]
         if self.runs_dir.is_dir():
-            names += sorted(p.parent.name for p in self.runs_dir.glob("*/tuneforge_run.json"))
+            names += sorted(p.parent.name for p in self.runs_dir.glob(f"*/{STATE_FILE}"))
         return list(dict.fromkeys(names))
 
     def current(self) -> str | None:
@@ -254,21 +255,11 @@ class RunManager:
 
     def curves(self, name: str) -> dict[str, list[dict[str, Any]]]:
         """Loss and perplexity points from the run's ``train_log.jsonl``, by series (train / eval)."""
-        path = self.run_dir(name) / "train_log.jsonl"
-        out: dict[str, list[dict[str, Any]]] = {"loss": [], "ppl": []}
-        if not path.is_file():
-            return out
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line being written right now
-            for metric in out:
-                for prefix, series in (("", "train"), ("eval_", "eval")):
-                    value = row.get(prefix + metric)
-                    if isinstance(value, int | float):
-                        out[metric].append({"step": row["step"], "value": value, "series": series})
-        return out
+        train, evals = read_log(RunDir(self.run_dir(name)).log, live=True)
+        return {metric: [{"step": r["step"], "value": r[key], "series": series}
+                         for rows, key, series in ((train, metric, "train"), (evals, f"eval_{metric}", "eval"))
+                         for r in rows if isinstance(r.get(key), int | float)]
+                for metric in ("loss", "ppl")}
 
     def _alive(self, pid: int) -> bool:
         child = self._children.get(pid)
