@@ -14,6 +14,7 @@ from tuneforge.data.quality import (
     find_duplicates,
     length_summary,
     phrase_diversity,
+    serialised_json_warnings,
     volume_warnings,
 )
 from tuneforge.data.records import Example
@@ -85,6 +86,7 @@ def check_data(cfg: RunConfig, tokenizer: Any, template: ChatTemplate, stage: st
                                 severity="warning"))
     phrases, phrase_warnings = phrase_diversity(examples)
     warnings += phrase_warnings + control_token_warnings(examples, list(_added_tokens(tokenizer)))
+    warnings += serialised_json_warnings(examples)
     truncated_at = [examples[i] for i in stats.truncated_at]
     if stats.truncated or stats.dropped:
         warnings.append(_truncation_warning(stats, cfg.data.max_length))

@@ -5,6 +5,7 @@ Each check is a small pure function over canonical examples returning figures an
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -168,6 +169,41 @@ def volume_warnings(n: int, stage: str, method: str) -> list[Problem]:
         return []
     return [Problem(f"only {n} examples for stage {stage} with method {method}: {rule[1]}", field="data.datasets",
                     fix=f"aim for at least {rule[0]} examples", severity="warning")]
+
+
+#: Roles whose text is prose; tool calls and tool results are JSON by nature.
+_PROSE_ROLES = frozenset({"system", "user", "assistant"})
+
+
+def serialised_json_warnings(examples: list[Example], limit: int = 5) -> list[Problem]:
+    """Messages whose whole text is a JSON object or array: usually structured content read as a string.
+
+    A file whose messages hold ``[{"type": "text", ...}]`` parts in a format tuneforge does not expand,
+    or a column holding a dumped dict, would otherwise be trained as JSON text.
+    """
+    hits = [(ex, m.role) for ex in examples for m in _prose(ex) if _looks_like_json(m.content)]
+    out = [Problem(f"the {role} text is a serialised JSON structure; it will be trained as JSON text",
+                   file=ex.origin.file, index=ex.origin.index, line=ex.origin.line, field="content",
+                   fix="give the text itself (or content parts of type text); ignore this if the task is to "
+                       "produce JSON", severity="warning") for ex, role in hits[:limit]]
+    if len(hits) > limit:
+        out.append(Problem(f"... {len(hits) - limit} more messages are serialised JSON", severity="warning"))
+    return out
+
+
+def _prose(ex: Example) -> list:
+    turns = [*ex.messages, *(m for m in (ex.chosen, ex.rejected, ex.completion) if m is not None)]
+    return [m for m in turns if m.role in _PROSE_ROLES]
+
+
+def _looks_like_json(text: str) -> bool:
+    text = text.strip()
+    if len(text) < 2 or (text[0], text[-1]) not in (("{", "}"), ("[", "]")):
+        return False
+    try:
+        return isinstance(json.loads(text), dict | list)
+    except json.JSONDecodeError:
+        return False
 
 
 def control_token_warnings(examples: list[Example], tokens: list[str], limit: int = 5) -> list[Problem]:

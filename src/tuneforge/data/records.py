@@ -22,11 +22,16 @@ class Message:
         content: The text. For ``tool_call`` a JSON string ``{"name": ..., "arguments": {...}}`` (or a list).
         parts: Optional structured pieces of a user turn (alpaca ``instruction`` / ``input``), used by
             templates that lay them out separately (``alpaca_zh``).
+        reasoning: The thinking before an assistant answer (trained with it; see ``docs/data.md``).
+        train: A per-message loss weight read from the data: False masks a model turn, None follows
+            the role (model turns trained, the rest not).
     """
 
     role: Role
     content: str
     parts: dict[str, str] | None = None
+    reasoning: str = ""
+    train: bool | None = None
 
 
 @dataclass(slots=True)
@@ -63,8 +68,8 @@ class Example:
     def texts(self) -> list[str]:
         """Every text in the example (for placeholder filling, duplicate and quality checks)."""
         out = [self.system, self.tools, self.text]
-        out += [m.content for m in self.messages]
-        out += [m.content for m in (self.chosen, self.rejected, self.completion) if m is not None]
+        turns = [*self.messages, *(m for m in (self.chosen, self.rejected, self.completion) if m is not None)]
+        out += [t for m in turns for t in (m.reasoning, m.content)]
         return [t for t in out if t]
 
     def prompt_text(self) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.data.formats.common import as_bool, as_text, maybe_json, problem, tools_text
+from tuneforge.data.formats.parts import Content, calls_json, is_parts, read_parts
 from tuneforge.data.records import MODEL_ROLES, Example, Message, Origin, Role
 from tuneforge.utils.errors import Problem
 
@@ -29,9 +29,11 @@ def parse(record: dict[str, Any], spec: FormatSpec, origin: Origin) -> Example |
     if not isinstance(turns, list) or not turns:
         return [problem(origin, key, f"'{key}' must be a non-empty list of turns", "add the turns of the dialogue")]
     roles = _role_map(spec.tags)
-    messages = [m for j, t in enumerate(turns) if (m := _message(t, f"{key}[{j}]", spec.tags, roles, origin, problems))]
+    tools = [tools_text(record.get(cols.get("tools", "")))]
+    messages = [m for j, t in enumerate(turns)
+                if (m := _message(t, f"{key}[{j}]", spec.tags, roles, origin, problems, tools))]
     ex = Example("sft", origin, messages, system=as_text(record.get(cols.get("system", ""))),
-                 tools=tools_text(record.get(cols.get("tools", ""))))
+                 tools=next((t for t in tools if t), ""))
     offset = 0
     if messages and messages[0].role == "system":
         ex.system = ex.system or messages.pop(0).content
@@ -47,7 +49,8 @@ def _role_map(tags: dict[str, str]) -> dict[str, Role]:
 
 
 def _message(turn: Any, where: str, tags: dict[str, str], roles: dict[str, Role], origin: Origin,
-             problems: list[Problem]) -> Message | None:
+             problems: list[Problem], tools: list[str] | None = None) -> Message | None:
+    """One turn -> a canonical message; tool definitions found in its content parts go to ``tools``."""
     role_tag, content_tag = tags.get("role_tag", "from"), tags.get("content_tag", "value")
     if not isinstance(turn, dict):
         problems.append(problem(origin, where, f"a turn must be an object, got {type(turn).__name__}",
@@ -59,23 +62,60 @@ def _message(turn: Any, where: str, tags: dict[str, str], roles: dict[str, Role]
         problems.append(problem(origin, f"{where}.{role_tag}", f"unknown role {raw_role!r}",
                                 f"use one of: {', '.join(roles)} (or set tags: in the dataset spec)"))
         return None
+    content, raw, known = Content(text=""), turn.get(content_tag), len(problems)
+    if is_parts(maybe_json(raw)):
+        content = read_parts(maybe_json(raw), f"{where}.{content_tag}", origin, problems)
+        if content.tools and tools is not None:
+            tools.append(content.tools)
+    else:
+        content.text = as_text(raw)
     if turn.get("tool_calls"):  # OpenAI: an assistant turn that calls tools
-        return Message("tool_call", _tool_calls_text(turn["tool_calls"]))
-    content = as_text(turn.get(content_tag))
-    if not content.strip() and role != "system":
+        content.tool_calls += _openai_calls(turn["tool_calls"])
+    train = _loss_weight(turn, where, role, origin, problems)
+    if content.tool_calls:
+        return _tool_call_message(content, where, content_tag, train, origin, problems)
+    if not content.text.strip() and role != "system" and len(problems) == known:  # unusable parts said it
         problems.append(problem(origin, f"{where}.{content_tag}", f"empty {_side(role)} turn",
                                 "write the text of this turn, or remove the turn and its pair"))
-    return Message(role, content)
+    return Message(role, content.text, reasoning=content.reasoning if role in MODEL_ROLES else "", train=train)
 
 
-def _tool_calls_text(calls: Any) -> str:
-    """OpenAI tool_calls -> LLaMA-Factory's function_call JSON ({name, arguments} or a list of them)."""
+def _tool_call_message(content: Content, where: str, content_tag: str, train: bool | None, origin: Origin,
+                       problems: list[Problem]) -> Message:
+    """A turn that calls tools; text beside the calls has no place in the canonical record, so it is refused."""
+    if content.text.strip():
+        problems.append(problem(origin, f"{where}.{content_tag}", "a turn with tool calls also has text, which "
+                                "would be dropped", "move the text into its own assistant turn before the "
+                                "call, or into a reasoning part"))
+    return Message("tool_call", calls_json(content.tool_calls), reasoning=content.reasoning, train=train)
+
+
+def _loss_weight(turn: dict[str, Any], where: str, role: Role, origin: Origin,
+                 problems: list[Problem]) -> bool | None:
+    """LLaMA-Factory v1 ``loss_weight``: 0 masks a model turn, 1 trains it; nothing else is supported."""
+    if "loss_weight" not in turn:
+        return None
+    weight = turn["loss_weight"]
+    path = f"{where}.loss_weight"
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight not in (0, 1):
+        problems.append(problem(origin, path, f"loss_weight {weight!r} is not supported: tuneforge trains a "
+                                "message fully or not at all", "use 1 (trained) or 0 (masked)"))
+        return None
+    if weight == 1 and role not in MODEL_ROLES:
+        problems.append(problem(origin, path, f"loss_weight 1 on a {role} turn: only assistant turns are trained "
+                                "per message", "use 0 here, or set template.train_on_prompt: true to train "
+                                "every prompt token"))
+        return None
+    return bool(weight)
+
+
+def _openai_calls(calls: Any) -> list[dict[str, Any]]:
+    """OpenAI tool_calls -> LLaMA-Factory's function_call objects ({name, arguments})."""
     out = []
     for call in calls if isinstance(calls, list) else [calls]:
         fn = call.get("function", call) if isinstance(call, dict) else {}
-        args = maybe_json(fn.get("arguments", {}))
-        out.append({"name": fn.get("name", ""), "arguments": args})
-    return json.dumps(out[0] if len(out) == 1 else out, ensure_ascii=False)
+        out.append({"name": fn.get("name", ""), "arguments": maybe_json(fn.get("arguments", {}))})
+    return out
 
 
 def _side(role: str) -> str:
@@ -154,3 +194,43 @@ def _check_order(messages: list[Message], key: str, origin: Origin, problems: li
     elif not end_with_model and messages[-1].role in MODEL_ROLES:
         problems.append(problem(origin, f"{key}[{len(messages) - 1 + offset}]", "the prompt must end with a user turn "
                                 "(the answers are in chosen/rejected)", "remove the trailing assistant turn"))
+
+
+def parse_pairs(record: dict[str, Any], spec: FormatSpec, origin: Origin) -> Example | list[Problem]:
+    """LLaMA-Factory v1 preference records: two whole conversations that differ only in the last answer.
+
+    The shared turns become the prompt; the last turn of ``chosen_messages`` and of ``rejected_messages``
+    become the chosen and rejected answers. Conversations whose earlier turns differ are refused: a pair
+    must answer the same prompt.
+    """
+    cols, problems = spec.columns, []
+    sides = {}
+    tools = [tools_text(record.get(cols.get("tools", "")))]
+    for side in ("chosen", "rejected"):
+        key = cols.get(f"{side}_messages", f"{side}_messages")
+        turns = maybe_json(record.get(key))
+        if not isinstance(turns, list) or len(turns) < 2:
+            problems.append(problem(origin, key, f"'{key}' must list the prompt turns and the {side} answer",
+                                    f"write '{key}' as [..., user turn, {side} assistant turn]"))
+            continue
+        roles = _role_map(spec.tags)
+        sides[side] = (key, [m for j, t in enumerate(turns)
+                             if (m := _message(t, f"{key}[{j}]", spec.tags, roles, origin, problems, tools))])
+    if problems or len(sides) < 2:
+        return problems
+    (chosen_key, chosen), (rejected_key, rejected) = sides["chosen"], sides["rejected"]
+    if [(m.role, m.content) for m in chosen[:-1]] != [(m.role, m.content) for m in rejected[:-1]]:
+        return [problem(origin, rejected_key, "the turns before the last differ between the chosen and rejected "
+                        "conversations", "both conversations must share the prompt and differ only in the answer")]
+    ex = Example("pairwise", origin, chosen[:-1], tools=next((t for t in tools if t), ""))
+    offset = 0
+    if ex.messages and ex.messages[0].role == "system":
+        ex.system = ex.messages.pop(0).content
+        offset = 1
+    for side, key, msg in (("chosen", chosen_key, chosen[-1]), ("rejected", rejected_key, rejected[-1])):
+        if msg.role not in MODEL_ROLES:
+            problems.append(problem(origin, f"{key}[{len(chosen) - 1}]", f"the last turn must be the {side} "
+                                    f"assistant answer, got role {msg.role!r}", "end with the assistant answer"))
+        setattr(ex, side, msg)
+    _check_order(ex.messages, chosen_key, origin, problems, False, offset)
+    return problems or ex

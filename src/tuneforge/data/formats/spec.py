@@ -11,7 +11,7 @@ from tuneforge.data.records import Example, Origin
 from tuneforge.utils.errors import Problem
 from tuneforge.utils.names import Registry
 
-Family = Literal["columns", "conversation", "text"]
+Family = Literal["columns", "conversation", "conversation_pairs", "text"]
 
 #: Conversation tags, LLaMA-Factory names: which key holds the role/content and what each role is called.
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
@@ -60,6 +60,10 @@ def _is_openai(keys: set[str], record: dict[str, Any]) -> bool:
     return key in keys and "role" in _first_turn(record, key)
 
 
+def _is_message_pairs(keys: set[str], record: dict[str, Any]) -> bool:
+    return {"chosen_messages", "rejected_messages"} <= keys and "role" in _first_turn(record, "chosen_messages")
+
+
 FORMATS: Registry[FormatSpec] = Registry("data format")
 _PRESETS = [
     FormatSpec("sharegpt", "conversation",
@@ -72,6 +76,10 @@ _PRESETS = [
                 "rejected": "rejected", "kto_tag": "label"},
                "OpenAI messages: {role, content}, roles system/user/assistant/tool, with tool_calls",
                OPENAI_TAGS, _is_openai),
+    FormatSpec("message_pairs", "conversation_pairs",
+               {"chosen_messages": "chosen_messages", "rejected_messages": "rejected_messages", "tools": "tools"},
+               "Preference as two OpenAI conversations (LLaMA-Factory v1): chosen_messages, rejected_messages",
+               OPENAI_TAGS, _is_message_pairs),
     FormatSpec("dialogue", "conversation", {"messages": "conversations", "system": "system"},
                "Dialogue: conversations of {from: human|gpt, value} (the seeds' name for ShareGPT)", SHAREGPT_TAGS),
     FormatSpec("alpaca", "columns",
@@ -97,6 +105,7 @@ for _spec in _PRESETS:
 _PARSERS: dict[Family, Callable[[dict[str, Any], FormatSpec, Origin], Example | list[Problem]]] = {
     "columns": columns.parse,
     "conversation": conversation.parse,
+    "conversation_pairs": conversation.parse_pairs,
     "text": text.parse,
 }
 

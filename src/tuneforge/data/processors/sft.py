@@ -31,7 +31,7 @@ def process_sft(examples: list[Example], opts: ProcessOptions) -> Processed:
         for j, (turns, _) in enumerate(rendered):
             if turns:
                 pairs = [(next(ids), next(ids)) for _ in turns]
-                _assemble(pairs, next(ids), opts, stats, offset + j, cols)
+                _assemble(pairs, [t.trained for t in turns], next(ids), opts, stats, offset + j, cols)
 
     pipelined(chunks(examples, PIPELINE_CHUNK), lambda batch: _render(batch, opts, stats), _flat,
               opts.encode, assemble)
@@ -60,9 +60,15 @@ def _render(batch: list[Example], opts: ProcessOptions, stats: ProcessStats) -> 
     return out
 
 
-def _assemble(pairs: list[tuple[list[int], list[int]]], tail: list[int], opts: ProcessOptions,
+def _assemble(pairs: list[tuple[list[int], list[int]]], flags: list[bool], tail: list[int], opts: ProcessOptions,
               stats: ProcessStats, index: int, cols: dict[str, list]) -> None:
-    """Keep whole turns from the start while they fit; cut the first answer only if nothing else fits."""
+    """Keep whole turns from the start while they fit; cut the first answer only if nothing else fits.
+
+    ``flags`` says per answer whether the data lets it be trained (``loss_weight: 0`` masks it).
+    """
+    if not opts.train_on_prompt and not any(flags[-1:] if opts.mask_history else flags):
+        stats.drop("no trained answer (every assistant turn has loss_weight 0)")
+        return
     full = sum(len(p) + len(a) for p, a in pairs) + len(tail)
     stats.lengths.append(full)
     kept = _fit(pairs, opts.max_length)
@@ -80,7 +86,7 @@ def _assemble(pairs: list[tuple[list[int], list[int]]], tail: list[int], opts: P
         input_ids += prompt
         labels += prompt if opts.train_on_prompt else [IGNORE] * len(prompt)
         input_ids += answer
-        trained = not opts.mask_history or k == last
+        trained = (not opts.mask_history or k == last) and flags[k]
         labels += answer if trained or opts.train_on_prompt else [IGNORE] * len(answer)
     if len(kept) == len(pairs) and len(input_ids) + len(tail) <= opts.max_length:
         input_ids += tail  # the template's text after the last answer (a newline): never trained

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tuneforge.data.records import MODEL_ROLES, Message
@@ -24,10 +24,12 @@ class Turn:
     Attributes:
         prompt: Text before the answer (template markup, system, user and tool turns).
         answer: The answer through its end-of-turn token: the trained span.
+        trained: False when the data masked this answer (``loss_weight: 0``); it is then context only.
     """
 
     prompt: str
     answer: str
+    trained: bool = True
 
 
 @dataclass
@@ -51,6 +53,7 @@ class ChatTemplate:
     default_system: str | None = None
     supports_tools: bool = False
     supports_tool_calls: bool = False
+    supports_reasoning: bool = False
     fast: bool = False
     fallbacks: int = field(default=0, compare=False)
 
@@ -84,7 +87,20 @@ class ChatTemplate:
         out: dict[str, Any] = {"role": msg.role, "content": msg.content}
         if msg.parts:
             out.update(msg.parts)
+        if msg.reasoning:
+            out.update(self._thinking(msg))
         return out
+
+    def _thinking(self, msg: Message) -> dict[str, Any]:
+        """Reasoning as the template expects it: its ``reasoning_content`` variable, else inline ``<think>``.
+
+        The convention (``docs/data.md``, "Reasoning"): templates that read ``reasoning_content`` get it
+        there and lay it out themselves; every other template gets ``<think>\n...\n</think>\n\n`` before
+        the answer, the layout of the open reasoning models. Either way the thinking is part of the trained answer.
+        """
+        if self.supports_reasoning:
+            return {"reasoning_content": msg.reasoning}
+        return {"content": f"<think>\n{msg.reasoning}\n</think>\n\n{msg.content}"}
 
     def prompt(self, messages: list[Message], system: str = "", tools: str = "") -> str:
         """The text a model continues to answer ``messages`` (generation prompt added)."""
@@ -99,6 +115,12 @@ class ChatTemplate:
         adds after that token (a newline) goes to the next prompt. Templates that render history
         differently from the last turn (some reasoning templates) fall back to one turn: the last answer.
         """
+        turns, tail = self._turns(messages, system, tools)
+        flags = [m.train is not False for m in messages if m.role in MODEL_ROLES]
+        flags = flags[len(flags) - len(turns):]  # the one-turn fallback keeps only the last answer
+        return [replace(t, trained=f) if not f else t for t, f in zip(turns, flags, strict=True)], tail
+
+    def _turns(self, messages: list[Message], system: str, tools: str) -> tuple[list[Turn], str]:
         dicts, tool_list = self.to_dicts(messages, system, tools)
         first = len(dicts) - len(messages)
         model_at = [first + i for i, m in enumerate(messages) if m.role in MODEL_ROLES]
@@ -200,6 +222,8 @@ def _markable(dicts: list[dict[str, Any]], model_at: list[int]) -> bool:
     """One-render splitting is exact only for answers without surrounding whitespace (templates may trim)."""
     for i in model_at:
         content = dicts[i].get("content")
+        if "reasoning_content" in dicts[i]:  # the markers would wrap the answer but not its thinking
+            return False
         if not isinstance(content, str) or content != content.strip() or _OPEN in content or _CLOSE in content:
             return False
     return True

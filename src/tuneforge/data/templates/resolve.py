@@ -51,7 +51,8 @@ def _build(name: str, source: str, special: dict[str, Any], eot: str | None, mar
            system: str | None, tokenizer: Any) -> ChatTemplate:
     names = template_variables(source)
     tpl = ChatTemplate(name, source, special, eot, markers, system, supports_tools="tools" in names,
-                       supports_tool_calls="tool_calls" in source)
+                       supports_tool_calls="tool_calls" in source,
+                       supports_reasoning="reasoning_content" in source)
     if tpl.eot is None:
         tpl.eot = detect_eot(tpl, tokenizer)
     tpl.check_fast_path()
