@@ -59,7 +59,7 @@ def gather(cfg: RunConfig) -> Facts:
     from tuneforge.training.data import prepare
 
     base = resolve_model(cfg.model.name_or_path, cfg.model.gguf_file)
-    tokenizer = load_tokenizer(base)
+    tokenizer = load_tokenizer(base, trust_remote_code=cfg.model.trust_remote_code)
     template = resolve_template(cfg.template.name, tokenizer, cfg.template.system)
     data = prepare(cfg, tokenizer, template, cfg.training.stage)
     shape = model_shape(base, cfg.model.trust_remote_code)

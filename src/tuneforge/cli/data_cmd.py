@@ -31,7 +31,7 @@ def _tokenizer_and_template(cfg: RunConfig) -> tuple[Any, Any]:
     from tuneforge.data.templates import resolve_template
     from tuneforge.models.loading import load_tokenizer
 
-    tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.gguf_file)
+    tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.gguf_file, cfg.model.trust_remote_code)
     return tokenizer, resolve_template(cfg.template.name, tokenizer, cfg.template.system)
 
 

@@ -129,13 +129,14 @@ def resolve_spec(spec: DatasetSpec, cfg: DataConfig, errors: list[Problem]) -> R
         resolved = resolve_entry(spec.name, info, info_path)
         if isinstance(resolved, Problem):
             if Path(spec.name).exists():  # a bare file name that happens not to be registered
-                return ResolvedDataset(spec.name, Path(spec.name), fmt, spec.max_samples, spec.ratio)
+                return ResolvedDataset(spec.name, Path(spec.name), fmt, spec.max_samples or cfg.max_samples,
+                                       spec.ratio)
             errors.append(resolved)
             return None
         if fmt is not None:
             resolved.spec = fmt.with_overrides(resolved.columns, {})
         resolved.spec = resolved.spec.with_overrides(spec.columns, spec.tags) if resolved.spec else None
-        resolved.max_samples = spec.max_samples or resolved.max_samples
+        resolved.max_samples = spec.max_samples or resolved.max_samples or cfg.max_samples
         resolved.ratio = spec.ratio
         return resolved
     path = Path(spec.path or spec.name or "")
@@ -144,7 +145,7 @@ def resolve_spec(spec: DatasetSpec, cfg: DataConfig, errors: list[Problem]) -> R
                               field="data.datasets", fix="give a file path, or set data.dataset_info"))
         return None
     fmt = fmt.with_overrides(spec.columns, spec.tags) if fmt is not None else None
-    return ResolvedDataset(path.name, path, fmt, spec.max_samples, spec.ratio, dict(spec.columns))
+    return ResolvedDataset(path.name, path, fmt, spec.max_samples or cfg.max_samples, spec.ratio, dict(spec.columns))
 
 
 def _format(name: str, errors: list[Problem]) -> FormatSpec | None:

@@ -57,8 +57,9 @@ def score_answers(items: list[EvalItem], answers: dict[str, list[str]], cfg: Eva
     refs = [i.reference for i in items]
     metrics: dict[str, dict[str, float | None]] = {}
     for label, preds in answers.items():
-        scores: dict[str, float | None] = dict(corpus_scores(preds, refs, cfg.normalize))
-        scores["ppl"] = ppl.get(label)
+        scores: dict[str, float | None] = dict(corpus_scores(preds, refs, cfg.normalize, cfg.metrics))
+        if "ppl" in cfg.metrics:
+            scores["ppl"] = ppl.get(label)
         metrics[label] = scores
     judged: dict[str, dict[str, Any]] = {}
     if "judge" in cfg.metrics:
@@ -71,7 +72,7 @@ def score_answers(items: list[EvalItem], answers: dict[str, list[str]], cfg: Eva
         row: dict[str, Any] = {"prompt": item.question, "reference": item.reference}
         for label, preds in answers.items():
             row[f"{label}_answer"] = preds[k]
-            row[f"{label}_scores"] = example_scores(preds[k], item.reference, cfg.normalize)
+            row[f"{label}_scores"] = example_scores(preds[k], item.reference, cfg.normalize, cfg.metrics)
         rows.append(row)
     return EvalResult(len(items), metrics, judged, verdict(metrics, judged), rows)
 

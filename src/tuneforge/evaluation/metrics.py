@@ -114,15 +114,29 @@ def exact_match(prediction: str, reference: str, steps: Iterable[str] = ("width"
     return 100.0 if normalize(prediction, steps) == normalize(reference, steps) else 0.0
 
 
-def example_scores(prediction: str, reference: str, normalizers: Iterable[str]) -> dict[str, float]:
-    """Every text metric for one example."""
-    return {"bleu4": bleu4(prediction, reference), **rouge(prediction, reference),
-            "exact_match": exact_match(prediction, reference, normalizers)}
+#: Text metrics by the name ``evaluation.metrics`` uses; each gives one or more 0-100 scores.
+TEXT_METRICS: dict[str, Callable[[str, str, tuple[str, ...]], dict[str, float]]] = {
+    "bleu4": lambda p, r, _: {"bleu4": bleu4(p, r)},
+    "rouge": lambda p, r, _: rouge(p, r),
+    "exact_match": lambda p, r, steps: {"exact_match": exact_match(p, r, steps)},
+}
+
+
+def example_scores(prediction: str, reference: str, normalizers: Iterable[str],
+                   metrics: Iterable[str] = tuple(TEXT_METRICS)) -> dict[str, float]:
+    """The asked text metrics for one example (names of :data:`TEXT_METRICS`; others are ignored)."""
+    steps = tuple(normalizers)
+    out: dict[str, float] = {}
+    for name in metrics:
+        if name in TEXT_METRICS:
+            out.update(TEXT_METRICS[name](prediction, reference, steps))
+    return out
 
 
 def corpus_scores(predictions: list[str], references: list[str],
-                  normalizers: Iterable[str] = ("width", "lower", "punct", "space")) -> dict[str, float]:
-    """Means over examples of every text metric (0-100).
+                  normalizers: Iterable[str] = ("width", "lower", "punct", "space"),
+                  metrics: Iterable[str] = tuple(TEXT_METRICS)) -> dict[str, float]:
+    """Means over examples of the asked text metrics (0-100).
 
     Raises:
         ValueError: when the lists differ in length or are empty.
@@ -130,6 +144,6 @@ def corpus_scores(predictions: list[str], references: list[str],
     if len(predictions) != len(references) or not predictions:
         raise ValueError(f"need as many predictions as references, and at least one ({len(predictions)} vs "
                          f"{len(references)})")
-    normalizers = tuple(normalizers)
-    rows = [example_scores(p, r, normalizers) for p, r in zip(predictions, references, strict=True)]
+    normalizers, metrics = tuple(normalizers), tuple(metrics)
+    rows = [example_scores(p, r, normalizers, metrics) for p, r in zip(predictions, references, strict=True)]
     return {k: statistics.fmean(row[k] for row in rows) for k in rows[0]}

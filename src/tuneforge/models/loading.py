@@ -124,19 +124,23 @@ def resolve_model(name_or_path: str, gguf_file: str | None = None) -> str:
         fix="use 'default' (the embedded SmolLM2-135M-Instruct), a local folder or a .gguf file")])
 
 
-def load_tokenizer(name_or_path: str, gguf_file: str | None = None) -> Any:
-    """The tokenizer of a model, with a sane ``model_max_length`` and a pad token."""
+def load_tokenizer(name_or_path: str, gguf_file: str | None = None, trust_remote_code: bool = False) -> Any:
+    """The tokenizer of a model, with a sane ``model_max_length`` and a pad token.
+
+    ``trust_remote_code`` (``model.trust_remote_code``) lets a model folder's own tokenizer code run, as
+    it lets the model's.
+    """
     from transformers import AutoConfig, AutoTokenizer
 
     has_tokenizer = (Path(name_or_path) / "tokenizer_config.json").is_file()  # also adapter folders
     path = name_or_path if has_tokenizer and not gguf_file else resolve_model(name_or_path, gguf_file)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except OSError as exc:
         raise ModelError("cannot load the tokenizer", [Problem(str(exc).splitlines()[0], file=path,
                          field="model.name_or_path", fix="check the model folder or id (no downloads in offline mode)")]) from None
     if tokenizer.model_max_length > 1_000_000 and (Path(path) / "config.json").is_file():  # "no limit" sentinels
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         tokenizer.model_max_length = getattr(config, "max_position_embeddings", _DEFAULT_MAX_LENGTH)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -62,10 +62,12 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     _set_threads(cfg)
     run, resuming = open_run(cfg, config_path, overwrite)
     echo(f"run: {run.root}" + ("  (resuming from " + str(run.last_checkpoint()) + ")" if resuming else ""))
+    for line in stage.ignored_settings(cfg):
+        echo(f"warning: {line}")
     precision = choose_precision(cfg.training.precision)
     echo(f"precision: {precision.name} on {precision.device} ({precision.reason})")
     base = resolve_model(cfg.model.name_or_path, cfg.model.gguf_file)
-    tokenizer = load_tokenizer(base)
+    tokenizer = load_tokenizer(base, trust_remote_code=cfg.model.trust_remote_code)
     template = resolve_template(cfg.template.name, tokenizer, cfg.template.system)
     for w in template_warnings(template, tokenizer):
         echo(f"warning: {w.message}")
@@ -220,20 +222,17 @@ def _write_inputs(run: RunDir, cfg: RunConfig, report: dict[str, Any], advice: l
 def _build_trainer(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, data: Any, precision: Precision,
                    stage: Any, progress: bool) -> tuple[Any, NanGuard, Interrupt]:
     from torch.utils.tensorboard import SummaryWriter
-    from transformers import EarlyStoppingCallback
     from transformers.integrations import TensorBoardCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from tuneforge.training.stages import StageInputs
 
-    t = cfg.training
     has_eval = data.eval is not None
     ref: list[Any] = []
     guard, interrupt = NanGuard(), Interrupt()
     callbacks = [JsonlLogger(run.log, ref, stage.metrics), guard, interrupt, Progress(ref, progress),
                  TensorBoardCallback(tb_writer=SummaryWriter(str(run.root / "tensorboard")))]
-    if t.early_stopping_patience and has_eval:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    callbacks += _early_stopping(cfg, has_eval)
     on_gpu = precision.device == "cuda"
     trainer = stage.build(StageInputs(
         cfg=cfg, model=model, tokenizer=tokenizer, args=_training_args(cfg, run, precision, has_eval),
@@ -244,6 +243,14 @@ def _build_trainer(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, data
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer, guard, interrupt
+
+
+def _early_stopping(cfg: RunConfig, has_eval: bool) -> list[Any]:
+    """Stop after ``early_stopping_patience`` evaluations without a better eval loss (needs evaluations)."""
+    from transformers import EarlyStoppingCallback
+
+    patience = cfg.training.early_stopping_patience
+    return [EarlyStoppingCallback(early_stopping_patience=patience)] if patience and has_eval else []
 
 
 def _training_args(cfg: RunConfig, run: RunDir, precision: Precision, has_eval: bool) -> dict[str, Any]:

@@ -230,6 +230,9 @@ def _value(objective: str, sub: RunConfig, run_root: Path) -> float:
     from tuneforge.inference.engine import Engine
 
     sub.evaluation.base = False
+    family = "rouge" if objective.startswith("rouge") else objective  # the objective is measured even if unlisted
+    if family not in sub.evaluation.metrics:
+        sub.evaluation.metrics = [*sub.evaluation.metrics, family]
     items = eval_items(sub, "validation")
     engine = Engine.load(str(run_root))
     return evaluate_engine(sub, engine, items, None, run_root / "eval").metrics["tuned"][objective]

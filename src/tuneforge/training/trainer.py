@@ -32,10 +32,27 @@ class RunTrainerMixin:
 
     #: Input tokens (no padding) processed in training steps; read by the log and progress callbacks.
     tokens_seen = 0
+    #: LoRA+: learning-rate ratio of the LoRA B matrices; None for a plain optimizer.
+    loraplus_lr_ratio: float | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, loraplus_lr_ratio: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.loraplus_lr_ratio = loraplus_lr_ratio
         self._keep_trainable_dtype()
+
+    def create_optimizer(self, model: Any = None) -> Any:
+        """AdamW, or LoRA+ (B matrices at ``loraplus_lr_ratio`` x the learning rate) when asked.
+
+        In the mixin so every stage (SFT and the TRL-based ones) honours ``method.lora.loraplus_lr_ratio``.
+        """
+        if self.loraplus_lr_ratio is None or self.optimizer is not None:
+            return super().create_optimizer(model) if model is not None else super().create_optimizer()
+        from peft.optimizers import create_loraplus_optimizer
+
+        self.optimizer = create_loraplus_optimizer(
+            self.model, torch.optim.AdamW, lr=self.args.learning_rate, loraplus_lr_ratio=self.loraplus_lr_ratio,
+            weight_decay=self.args.weight_decay)
+        return self.optimizer
 
     def _keep_trainable_dtype(self) -> None:
         """Undo TRL's cast of trainable QLoRA parameters to bf16 where the model computes in another dtype.
@@ -120,8 +137,7 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
     """
 
     def __init__(self, *args: Any, loraplus_lr_ratio: float | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.loraplus_lr_ratio = loraplus_lr_ratio
+        super().__init__(*args, loraplus_lr_ratio=loraplus_lr_ratio, **kwargs)
         self.tokens_seen = 0  # input tokens (no padding) processed in training steps
         # compute_loss divides by the label count of the whole accumulated step; make Trainer count it
         # and not divide again.
@@ -221,17 +237,6 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
         with torch.no_grad():
             loss = self.compute_loss(model, dict(inputs))
         return loss.detach(), None, None
-
-    def create_optimizer(self, model: Any = None) -> Any:
-        """AdamW, or LoRA+ (B matrices at ``loraplus_lr_ratio`` x the learning rate) when asked."""
-        if self.loraplus_lr_ratio is None or self.optimizer is not None:
-            return super().create_optimizer(model) if model is not None else super().create_optimizer()
-        from peft.optimizers import create_loraplus_optimizer
-
-        self.optimizer = create_loraplus_optimizer(
-            self.model, torch.optim.AdamW, lr=self.args.learning_rate, loraplus_lr_ratio=self.loraplus_lr_ratio,
-            weight_decay=self.args.weight_decay)
-        return self.optimizer
 
 
 class DiskSpaceError(TuneforgeError):

@@ -46,6 +46,16 @@ class Stage:
     metrics: tuple[str, ...] = ()
     surrogate_loss = False
     trainer_class: type = TuneforgeTrainer
+    #: ``training`` switches of the batch layout this stage applies.
+    layout_options: tuple[str, ...] = ("padding_free", "group_by_length")
+
+    def ignored_settings(self, cfg: RunConfig) -> list[str]:
+        """Warnings for layout switches the user turned on explicitly that this stage does not apply."""
+        t = cfg.training
+        return [f"training.{name}: true has no effect with stage {self.name!r} (its trainer pads batches and "
+                "samples them at random); remove it from the config"
+                for name in ("padding_free", "group_by_length")
+                if name in t.model_fields_set and getattr(t, name) and name not in self.layout_options]
 
     def load_model(self, base: str, cfg: RunConfig, kwargs: dict[str, Any]) -> Any:
         """The model to tune; a causal LM unless the stage needs another head."""
@@ -102,6 +112,7 @@ class TrlStage(Stage):
     config_class: Any = None
     #: The config has ``max_length`` (set to ``data.max_length``).
     truncates = True
+    layout_options = ()
 
     def arguments(self, s: StageInputs) -> dict[str, Any]:
         """Stage-specific keywords of ``config_class`` (beta, loss type, ...)."""
@@ -127,7 +138,10 @@ class TrlStage(Stage):
         reference get the LoRA init, which decides whether the disabled adapter is that reference."""
         from tuneforge.training.stages.reference import ReferenceMixin
 
-        return {"lora_init": s.cfg.method.lora.init} if issubclass(self.trainer_class, ReferenceMixin) else {}
+        out: dict[str, Any] = {"loraplus_lr_ratio": s.cfg.method.lora.loraplus_lr_ratio if s.adapter else None}
+        if issubclass(self.trainer_class, ReferenceMixin):
+            out["lora_init"] = s.cfg.method.lora.init
+        return out
 
     def configure(self, trainer: Any, cpu: bool, cfg: RunConfig) -> None:
         return None

@@ -240,7 +240,7 @@ class PpoStage(TrlStage):
                              train_dataset=Dataset.from_dict({"prompt_ids": s.train["prompt_ids"]}),
                              data_collator=lambda rows: {"prompt_ids": [r["prompt_ids"] for r in rows]},
                              processing_class=s.tokenizer, callbacks=s.callbacks, scorer=scorer, alignment=a,
-                             reference=reference)
+                             reference=reference, **self.trainer_kwargs(s))
         return trainer
 
     def configure(self, trainer: Any, cpu: bool, cfg: RunConfig) -> None:
