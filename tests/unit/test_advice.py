@@ -109,3 +109,39 @@ def test_loraplus_gives_b_matrices_a_higher_learning_rate(tokenizer: Any, tmp_pa
     trainer = TuneforgeTrainer(model=model, args=args, loraplus_lr_ratio=16)
     lrs = {g["lr"] for g in trainer.create_optimizer().param_groups if g["params"]}
     assert lrs == {1e-4, 1.6e-3}
+
+
+def test_cpu_without_bf16_instructions_is_fp32_without_a_probe() -> None:
+    from tuneforge.training.precision import cpu_precision
+
+    def never() -> float:
+        raise AssertionError("no probe without bf16 instructions")
+
+    p = cpu_precision(frozenset(), never)
+    assert p.name == "fp32" and "no bf16 instructions" in p.reason
+
+
+@pytest.mark.parametrize(("flags", "speedup", "want"), [
+    (frozenset({"amx_bf16", "avx512_bf16"}), 4.2, "bf16"),
+    (frozenset({"avx512_bf16"}), 1.6, "bf16"),
+    (frozenset({"amx_bf16"}), 1.05, "fp32"),  # the flag is there, the speed is not: say so
+])
+def test_cpu_with_bf16_instructions_is_confirmed_by_the_probe(flags: frozenset[str], speedup: float,
+                                                              want: str) -> None:
+    from tuneforge.training.precision import cpu_precision
+
+    p = cpu_precision(flags, lambda: speedup)
+    assert p.name == want
+    assert all(f in p.reason for f in flags) and f"{speedup:.2f}x" in p.reason
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Any) -> None:
+    from tuneforge.training.precision import cpu_bf16_flags
+
+    amx = tmp_path / "amx"
+    amx.write_text("flags\t\t: fpu sse avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    old = tmp_path / "old"
+    old.write_text("flags\t\t: fpu sse avx2 avx512f\n")
+    assert cpu_bf16_flags(str(amx)) == {"avx512_bf16", "amx_bf16"}
+    assert cpu_bf16_flags(str(old)) == frozenset()
+    assert cpu_bf16_flags(str(tmp_path / "missing")) == frozenset()
