@@ -104,9 +104,9 @@ class Engine:
         mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids], device=self.model.device)
         return input_ids, mask
 
-    def prompt_ids(self, messages: list[Message], system: str = "") -> list[int]:
-        """Token ids of the rendered prompt, tokenized exactly as in training."""
-        return encode_texts(self.tokenizer, [self.template.prompt(messages, system)])[0]
+    def prompt_ids(self, messages: list[Message], system: str = "", tools: str = "") -> list[int]:
+        """Token ids of the rendered prompt (with ``tools``, a JSON list of definitions), tokenized as in training."""
+        return encode_texts(self.tokenizer, [self.template.prompt(messages, system, tools)])[0]
 
     def stream(self, messages: list[Message], options: GenerationOptions | None = None,
                system: str = "") -> Iterator[str]:

@@ -21,15 +21,19 @@ from tuneforge.server.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     SamplingRequest,
+    bad_strings,
     chat_chunk,
+    chat_message,
     chat_response,
     completion_chunk,
+    completion_logprobs,
     completion_response,
     new_chunk_id,
     usage_chunk,
     validation_error,
 )
 from tuneforge.server.scheduler import Job, Scheduler
+from tuneforge.server.tools import may_be_call
 
 
 @dataclass
@@ -97,12 +101,15 @@ def create_app(engines: dict[str, Engine], options: ServeOptions | None = None) 
         req = await _parse(request, ChatCompletionRequest)
         engine = _engine(engines, req.model)
         system, turns = _split_system(req)
-        ids = engine.prompt_ids(turns, system)
+        tools = req.tools_json
+        ids = engine.prompt_ids(turns, system, tools)
         job = _job(schedulers[req.model], engine, req, ids, opts)
+        names = {t.function.name for t in req.tools or []} if tools else set()
         if req.stream:
-            return _sse(_chat_stream(job, req.model, opts.timeout_s, req.include_usage))
-        text, finish, completion = await _collect(job, opts.timeout_s)
-        return chat_response(req.model, text, finish, len(ids), completion)
+            return _sse(_chat_stream(job, req, opts.timeout_s, names))
+        text, finish, completion, logprobs = await _collect(job, opts.timeout_s)
+        return chat_response(req.model, text, finish, len(ids), completion, names,
+                             logprobs if req.logprobs else None)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
@@ -111,9 +118,10 @@ def create_app(engines: dict[str, Engine], options: ServeOptions | None = None) 
         ids = engine.tokenizer(req.prompt, add_special_tokens=False)["input_ids"]
         job = _job(schedulers[req.model], engine, req, ids, opts)
         if req.stream:
-            return _sse(_completion_stream(job, req.model, opts.timeout_s, req.include_usage))
-        text, finish, completion = await _collect(job, opts.timeout_s)
-        return completion_response(req.model, text, finish, len(ids), completion)
+            return _sse(_completion_stream(job, req, opts.timeout_s))
+        text, finish, completion, logprobs = await _collect(job, opts.timeout_s)
+        return completion_response(req.model, text, finish, len(ids), completion,
+                                   logprobs if req.logprobs is not None else None)
 
     return app
 
@@ -125,6 +133,10 @@ async def _parse(request: Request, model: type[BaseModel]) -> Any:
         raise ApiError(400, "the request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    bad = bad_strings(body)
+    if bad:
+        raise ApiError(400, f"{bad[0]}: not valid Unicode text (a lone surrogate such as \\ud800)",
+                       param=bad[0], code="invalid_value")
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -151,7 +163,9 @@ def _job(scheduler: Scheduler, engine: Engine, req: SamplingRequest, ids: list[i
         raise ApiError(400, f"the prompt has {len(ids)} tokens and max_tokens is {gen.max_new_tokens}: together "
                        f"more than the model's context of {limit} tokens; shorten the messages or lower max_tokens",
                        param="max_tokens", code="context_length_exceeded")
-    job = Job(ids, gen, req.stops, asyncio.get_running_loop(), adapter=engine.adapter)
+    job = Job(ids, gen, req.stops, asyncio.get_running_loop(), adapter=engine.adapter,
+              presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
+              logprobs=req.n_logprobs)
     scheduler.submit(job)
     return job
 
@@ -175,14 +189,16 @@ async def _items(job: Job, timeout_s: float) -> AsyncIterator[tuple[Any, ...]]:
         job.cancelled.set()  # a no-op when done; frees the batch row when the client went away
 
 
-async def _collect(job: Job, timeout_s: float) -> tuple[str, str, int]:
-    pieces, finish, completion = [], "stop", 0
+async def _collect(job: Job, timeout_s: float) -> tuple[str, str, int, list[dict[str, Any]]]:
+    pieces, finish, completion, logprobs = [], "stop", 0, []
     async for item in _items(job, timeout_s):
         if item[0] == "text":
             pieces.append(item[1])
+            logprobs += item[2]
         else:
             finish, completion = item[1], item[3]
-    return "".join(pieces), finish, completion
+            logprobs += item[4]
+    return "".join(pieces), finish, completion, logprobs
 
 
 def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
@@ -197,23 +213,38 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse(body(), media_type="text/event-stream")
 
 
-async def _chat_stream(job: Job, model: str, timeout_s: float, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-    chunk_id = new_chunk_id()
+async def _chat_stream(job: Job, req: ChatCompletionRequest, timeout_s: float,
+                       tool_names: set[str]) -> AsyncIterator[dict[str, Any]]:
+    """Chat chunks; with tools offered, text that may be a tool call is held until it is known."""
+    chunk_id, model = new_chunk_id(), req.model
     yield chat_chunk(chunk_id, model, {"role": "assistant", "content": ""})
+    held, held_logprobs, holding = "", [], bool(tool_names)
     async for item in _items(job, timeout_s):
         if item[0] == "text":
-            yield chat_chunk(chunk_id, model, {"content": item[1]})
-        else:
-            yield chat_chunk(chunk_id, model, {}, finish=item[1])
-            if include_usage:
-                yield usage_chunk(chunk_id, "chat.completion.chunk", model, item[2], item[3])
+            held, held_logprobs = held + item[1], held_logprobs + item[2]
+            if holding and may_be_call(held):
+                continue
+            holding = False
+            yield chat_chunk(chunk_id, model, {"content": held}, logprobs=held_logprobs if req.logprobs else None)
+            held, held_logprobs = "", []
+            continue
+        finish, held_logprobs = item[1], held_logprobs + item[4]
+        if held:
+            message, finish = chat_message(held, finish, tool_names)
+            delta = ({"tool_calls": [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]}
+                     if "tool_calls" in message else {"content": held})
+            yield chat_chunk(chunk_id, model, delta, logprobs=held_logprobs if req.logprobs else None)
+        yield chat_chunk(chunk_id, model, {}, finish=finish)
+        if req.include_usage:
+            yield usage_chunk(chunk_id, "chat.completion.chunk", model, item[2], item[3])
 
 
-async def _completion_stream(job: Job, model: str, timeout_s: float,
-                             include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-    chunk_id = new_chunk_id("cmpl")
+async def _completion_stream(job: Job, req: CompletionRequest, timeout_s: float) -> AsyncIterator[dict[str, Any]]:
+    chunk_id, model, offset = new_chunk_id("cmpl"), req.model, 0
     async for item in _items(job, timeout_s):
-        text, finish = (item[1], None) if item[0] == "text" else ("", item[1])
-        yield completion_chunk(chunk_id, model, text, finish)
-        if finish and include_usage:
+        text, finish, entries = (item[1], None, item[2]) if item[0] == "text" else ("", item[1], item[4])
+        legacy = completion_logprobs(entries, offset) if req.logprobs is not None else None
+        offset += len(text)
+        yield completion_chunk(chunk_id, model, text, finish, legacy)
+        if finish and req.include_usage:
             yield usage_chunk(chunk_id, "text_completion", model, item[2], item[3])

@@ -1,20 +1,23 @@
 """The OpenAI wire format tuneforge serves: validated requests, response bodies and error bodies.
 
 Requests are pydantic models so that a wrong type or a missing field becomes a 400 with OpenAI's
-error body naming the parameter (``param``), never a 422 or a 500 with a traceback. Unknown extra
-fields (``user``, ``seed``, ``logprobs``...) are accepted and ignored, as OpenAI-compatible servers do.
+error body naming the parameter (``param``), never a 422 or a 500 with a traceback. Parameters that
+change the answer are applied (sampling, penalties, stop strings, tools, logprobs) or refused with a
+400; only fields that cannot change it (``user``, ``metadata``, ``store``) are accepted and ignored.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tuneforge.data.records import Message
 from tuneforge.inference.engine import GenerationOptions
+from tuneforge.server.tools import parse_tool_calls
 
 #: HTTP status -> OpenAI error ``type``.
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
@@ -27,12 +30,39 @@ class ApiError(Exception):
 
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
+        self.status, self.message, self.param, self.code = status, _printable(message), param, code
+        self.param = _printable(param) if param is not None else None
 
     def body(self) -> dict[str, Any]:
         """The JSON body of the error response."""
         return {"error": {"message": self.message, "type": ERROR_TYPES.get(self.status, "invalid_request_error"),
                           "param": self.param, "code": self.code}}
+
+
+def _printable(text: str) -> str:
+    """Text that can be sent as UTF-8 JSON: lone surrogates (from the client's own input) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def bad_strings(value: Any, where: str = "") -> list[str]:
+    """Paths of strings in a decoded JSON body that are not valid Unicode text (lone surrogates).
+
+    JSON allows ``"\\ud800"``; Python decodes it into a string that cannot be encoded to UTF-8, which
+    every tokenizer refuses. Such a request is the client's error: a 400 naming the field.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return [where or "body"]
+        return []
+    if isinstance(value, dict):
+        keys = [f"{where}.{k}" if where else str(k) for k in value]
+        return ([p for p in keys if bad_strings(p)]
+                + [p for k, v in zip(keys, value.values(), strict=True) for p in bad_strings(v, k)])
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in bad_strings(v, f"{where}.{i}" if where else str(i))]
+    return []
 
 
 def validation_error(exc: ValidationError) -> ApiError:
@@ -45,13 +75,67 @@ def validation_error(exc: ValidationError) -> ApiError:
     return ApiError(400, "; ".join(problems), param=first or None, code="invalid_value")
 
 
+class FunctionCall(BaseModel):
+    """The function of a tool call: its name and its arguments as a JSON string (OpenAI's shape)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1)
+    arguments: str = "{}"
+
+    def parsed(self) -> Any:
+        """The arguments as an object (the string itself when it is not JSON)."""
+        try:
+            return json.loads(self.arguments)
+        except json.JSONDecodeError:
+            return self.arguments
+
+
+class ToolCall(BaseModel):
+    """One tool call of an assistant message."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionDef(BaseModel):
+    """A function the model may call."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class Tool(BaseModel):
+    """One entry of ``tools``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class NamedToolChoice(BaseModel):
+    """``tool_choice: {"type": "function", "function": {"name": ...}}``."""
+
+    type: Literal["function"] = "function"
+    function: dict[str, str]
+
+
 class ChatMessage(BaseModel):
-    """One message; ``content`` may be a string or OpenAI's list of text parts."""
+    """One message; ``content`` may be a string or OpenAI's list of text parts; an assistant turn may
+    carry the ``tool_calls`` it made (multi-turn tool use)."""
 
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
 
     @field_validator("content")
     @classmethod
@@ -63,8 +147,11 @@ class ChatMessage(BaseModel):
         return value
 
     def message(self) -> Message:
-        """The tuneforge message the template renders."""
-        return Message(self.role, self.content or "")
+        """The tuneforge message the template renders (a ``tool_call`` turn for an assistant's tool calls)."""
+        if self.role == "assistant" and self.tool_calls:
+            calls = [{"name": c.function.name, "arguments": c.function.parsed()} for c in self.tool_calls]
+            return Message("tool_call", json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False))
+        return Message(self.role, self.content or "")  # type: ignore[arg-type]
 
 
 class StreamOptions(BaseModel):
@@ -88,8 +175,9 @@ class SamplingRequest(BaseModel):
     n: int = Field(1, ge=1, le=1, description="one choice per request (n > 1 is refused, not ignored)")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="subtracted once from every token "
+                                    "already in the answer")
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="subtracted per occurrence in the answer")
 
     @field_validator("stop")
     @classmethod
@@ -121,6 +209,36 @@ class ChatCompletionRequest(SamplingRequest):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice(cls, value: Any) -> Any:
+        if value == "required" or isinstance(value, NamedToolChoice):
+            raise ValueError("only 'auto' and 'none' are supported: tuneforge does not force a tool call "
+                             "(the model decides); use 'auto'")
+        return value
+
+    @model_validator(mode="after")
+    def _top_needs_logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
+
+    @property
+    def tools_json(self) -> str:
+        """The tool definitions for the chat template ('' when none, or when tool_choice is 'none')."""
+        if not self.tools or self.tool_choice == "none":
+            return ""
+        return json.dumps([t.model_dump() for t in self.tools], ensure_ascii=False)
+
+    @property
+    def n_logprobs(self) -> int | None:
+        """Alternatives per token to return (None: no logprobs)."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @field_validator("messages")
     @classmethod
@@ -134,6 +252,13 @@ class CompletionRequest(SamplingRequest):
     """``POST /v1/completions``: a raw prompt, no chat template."""
 
     prompt: str = Field(min_length=1)
+    logprobs: int | None = Field(None, ge=0, le=5, description="alternatives per token to return with "
+                                 "each token's log-probability")
+
+    @property
+    def n_logprobs(self) -> int | None:
+        """Alternatives per token to return (None: no logprobs)."""
+        return self.logprobs
 
 
 def _ids(prefix: str) -> str:
@@ -146,17 +271,32 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def chat_response(model: str, text: str, finish: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    """A whole ``chat.completion`` body."""
+def chat_message(text: str, finish: str, tool_names: set[str]) -> tuple[dict[str, Any], str]:
+    """The assistant message of an answer and its finish reason: a tool call when the offered tools were
+    called (``finish_reason: tool_calls``, no content), else the text."""
+    calls = parse_tool_calls(text, tool_names) if tool_names else None
+    if calls:
+        return {"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls"
+    return {"role": "assistant", "content": text}, finish
+
+
+def chat_response(model: str, text: str, finish: str, prompt_tokens: int, completion_tokens: int,
+                  tool_names: set[str] | None = None, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A whole ``chat.completion`` body (``logprobs`` None: not asked)."""
+    message, finish = chat_message(text, finish, tool_names or set())
+    choice = {"index": 0, "message": message, "finish_reason": finish,
+              "logprobs": {"content": logprobs} if logprobs is not None else None}
     return {"id": _ids("chatcmpl"), "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            "usage": usage(prompt_tokens, completion_tokens)}
+            "choices": [choice], "usage": usage(prompt_tokens, completion_tokens)}
 
 
-def chat_chunk(chunk_id: str, model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+def chat_chunk(chunk_id: str, model: str, delta: dict[str, Any], finish: str | None = None,
+               logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One ``chat.completion.chunk`` of a stream (same ``id`` for every chunk of one answer)."""
+    choice = {"index": 0, "delta": delta, "finish_reason": finish,
+              "logprobs": {"content": logprobs} if logprobs is not None else None}
     return {"id": chunk_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            "choices": [choice]}
 
 
 def usage_chunk(chunk_id: str, obj: str, model: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
@@ -165,16 +305,30 @@ def usage_chunk(chunk_id: str, obj: str, model: str, prompt_tokens: int, complet
             "usage": usage(prompt_tokens, completion_tokens)}
 
 
-def completion_chunk(chunk_id: str, model: str, text: str, finish: str | None = None) -> dict[str, Any]:
+def completion_chunk(chunk_id: str, model: str, text: str, finish: str | None = None,
+                     logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
     """A ``text_completion`` without usage: one chunk of a stream (same ``id`` for every chunk)."""
     return {"id": chunk_id, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
+            "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": logprobs}]}
 
 
-def completion_response(model: str, text: str, finish: str, prompt_tokens: int,
-                        completion_tokens: int) -> dict[str, Any]:
+def completion_response(model: str, text: str, finish: str, prompt_tokens: int, completion_tokens: int,
+                        logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A whole ``text_completion`` body."""
-    return completion_chunk(_ids("cmpl"), model, text, finish) | {"usage": usage(prompt_tokens, completion_tokens)}
+    legacy = completion_logprobs(logprobs) if logprobs is not None else None
+    body = completion_chunk(_ids("cmpl"), model, text, finish, legacy)
+    return body | {"usage": usage(prompt_tokens, completion_tokens)}
+
+
+def completion_logprobs(entries: list[dict[str, Any]], offset: int = 0) -> dict[str, Any]:
+    """The completions API's logprobs shape (parallel lists) from per-token entries."""
+    offsets, at = [], offset
+    for e in entries:
+        offsets.append(at)
+        at += len(e["token"])
+    return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+            "text_offset": offsets}
 
 
 def new_chunk_id(prefix: str = "chatcmpl") -> str:

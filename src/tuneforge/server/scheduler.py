@@ -26,8 +26,9 @@ BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter bat
 class Job:
     """One request: its prompt, options and the asyncio queue its pieces of text go to.
 
-    Items put on ``out``: ``("text", str)`` pieces, then ``("done", finish_reason, prompt_tokens,
-    completion_tokens)``, or ``("error", message)``.
+    Items put on ``out``: ``("text", str, logprobs)`` pieces, then ``("done", finish_reason, prompt_tokens,
+    completion_tokens, logprobs)``, or ``("error", message)``. ``logprobs`` lists the entries of the tokens
+    not yet reported (empty unless ``logprobs`` was asked).
     """
 
     prompt_ids: list[int]
@@ -35,6 +36,9 @@ class Job:
     stops: list[str]
     loop: asyncio.AbstractEventLoop
     adapter: str | None = None  # the adapter of a shared peft model to decode with (None: as loaded)
+    presence_penalty: float = 0.0  # OpenAI's: subtracted once from the logit of every token already answered
+    frequency_penalty: float = 0.0  # ... and this much per time it was answered
+    logprobs: int | None = None  # report each token's log-probability and this many alternatives
     out: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -85,6 +89,12 @@ class _Row:
     text: str = ""  # the answer so far
     sent: int = 0  # characters of ``text`` already sent
     finish: str | None = None
+    logprobs: list[dict[str, Any]] = field(default_factory=list)  # entries not yet sent
+
+    def take_logprobs(self) -> list[dict[str, Any]]:
+        """The entries not yet sent (they travel with the next piece of text)."""
+        out, self.logprobs = self.logprobs, []
+        return out
 
     @property
     def n_tokens(self) -> int:
@@ -262,9 +272,13 @@ class Scheduler:
         device = logits.device
         temps = torch.tensor([r.job.options.temperature for r in batch.rows], device=device)
         top_ps = torch.tensor([r.job.options.top_p for r in batch.rows], device=device)
-        batch.pending = sample(logits, temps, top_ps)
+        # Log-probabilities are the model's own (before penalties and temperature), as OpenAI reports them.
+        logps = torch.log_softmax(logits.float(), -1) if any(r.job.logprobs is not None for r in batch.rows) else None
+        batch.pending = sample(penalise(logits, batch.rows), temps, top_ps)
         stop_ids = set(self.engine.stop_ids)
-        for row, token in zip(batch.rows, batch.pending.tolist(), strict=True):
+        for i, (row, token) in enumerate(zip(batch.rows, batch.pending.tolist(), strict=True)):
+            if logps is not None and row.job.logprobs is not None and token not in stop_ids:
+                row.logprobs.append(logprob_entry(self.engine.tokenizer, logps[i], token, row.job.logprobs))
             self._advance(row, token, stop_ids)
 
     def _finish_rows(self, batch: _Batch) -> _Batch | None:
@@ -273,7 +287,7 @@ class Scheduler:
             if row.finish is not None:
                 self.finished[row.finish] += 1
                 if row.finish != "cancelled":
-                    row.job.put("done", row.finish, len(row.job.prompt_ids), row.n_tokens)
+                    row.job.put("done", row.finish, len(row.job.prompt_ids), row.n_tokens, row.take_logprobs())
         keep = [i for i, r in enumerate(batch.rows) if r.finish is None]
         if not keep:
             return None
@@ -299,8 +313,37 @@ class Scheduler:
         # While running, hold back a partial stop string (the next token may complete it).
         end = len(text) if row.finish else len(text) - held_back(text, row.job.stops)
         if end > row.sent:
-            row.job.put("text", text[row.sent:end])
+            row.job.put("text", text[row.sent:end], row.take_logprobs())
             row.sent = end
+
+
+def penalise(logits: Any, rows: list[_Row]) -> Any:
+    """OpenAI's presence and frequency penalties over each row's answer so far (a copy when any applies).
+
+    ``logit[t] -= frequency * count[t] + presence * (count[t] > 0)``, counting the row's generated tokens.
+    """
+    import torch
+
+    out = None
+    for i, row in enumerate(rows):
+        presence, frequency = row.job.presence_penalty, row.job.frequency_penalty
+        if not (presence or frequency) or not row.detok.tokens:
+            continue
+        out = logits.clone() if out is None else out
+        ids = torch.tensor(row.detok.tokens, device=logits.device)
+        counts = torch.bincount(ids, minlength=logits.shape[-1])[: logits.shape[-1]].to(logits.dtype)
+        out[i] -= frequency * counts + presence * (counts > 0).to(logits.dtype)
+    return logits if out is None else out
+
+
+def logprob_entry(tokenizer: Any, logps: Any, token: int, top: int) -> dict[str, Any]:
+    """OpenAI's per-token logprob object: the token, its log-probability, its bytes and the ``top`` best."""
+    def one(tok: int) -> dict[str, Any]:
+        text = tokenizer.decode([tok])
+        return {"token": text, "logprob": float(logps[tok]), "bytes": list(text.encode("utf-8", "replace"))}
+
+    best = logps.topk(top).indices.tolist() if top else []
+    return {**one(token), "top_logprobs": [one(t) for t in best]}
 
 
 def sample(logits: Any, temperatures: Any, top_ps: Any) -> Any:
