@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench bench-train clean
+.PHONY: setup demo test lint bench bench-train screenshots clean
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,9 @@ bench: setup
 
 bench-train: setup  # ~15 minutes on a 2-core CPU with the default 30 steps; --steps 10 for a quicker look
 	$(PY) bench/train_bench.py $(BENCH_ARGS)
+
+screenshots: setup  # the README's web UI pictures: a real run of the default model (~5 minutes)
+	HF_HUB_OFFLINE=1 $(PY) scripts/screenshots.py
 
 clean:
 	rm -rf .venv build src/*.egg-info .pytest_cache

@@ -1,13 +1,11 @@
 """The web UI in a real headless Chromium (Playwright): fill the Train tab for a tiny run, start it, see
-the curve appear, re-attach after a reload, switch to Chinese, chat with the result. Screenshots of
-each step are saved under docs/ (the README shows them)."""
+the curve appear, re-attach after a reload, switch to Chinese, chat with the result. Screenshots are
+taken into a temporary folder (the README's come from ``make screenshots``, on the real default model)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +13,10 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import QA, varied
-
-ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+from tests.e2e.ui_helpers import CHROMIUM, FLAGS, chat, free_port
+from tests.e2e.ui_helpers import fill as _fill
+from tests.e2e.ui_helpers import value as _value
+from tests.e2e.ui_helpers import wait_text as _wait_text
 
 pytestmark = pytest.mark.browser
 
@@ -41,9 +37,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
 def ui_url(workdir: Path) -> Iterator[str]:
     from tuneforge.webui.app import build, launch
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     demo = build(workdir, poll_s=1.0)
     launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}"
@@ -63,21 +57,6 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-def _fill(page: Any, elem_id: str, value: str) -> None:
-    page.locator(f"#{elem_id}").locator("textarea, input").first.fill(value)
-
-
-def _value(page: Any, elem_id: str) -> str:
-    return page.locator(f"#{elem_id}").locator("textarea, input").first.input_value()
-
-
-def _wait_text(page: Any, elem_id: str, text: str, timeout_s: float, start: bool = False) -> None:
-    """Wait until a textbox's value contains (or starts with) ``text``."""
-    test = "startsWith" if start else "includes"
-    page.wait_for_function(f"(() => {{ const e = document.querySelector('#{elem_id} textarea, #{elem_id} input'); "
-                           f"return !!e && e.value.{test}({text!r}); }})()", timeout=timeout_s * 1000)
-
-
 def _line_pixels(png: bytes) -> int:
     """Pixels of the train curve's colour (#1f77b4) in a screenshot."""
     import io
@@ -88,8 +67,8 @@ def _line_pixels(png: bytes) -> int:
     return sum(1 for r, g, b in image.getdata() if abs(r - 31) < 40 and abs(g - 119) < 40 and abs(b - 180) < 40)
 
 
-def test_train_from_the_ui_then_reattach_switch_language_and_chat(ui_url: str, browser: Any, workdir: Path) -> None:
-    DOCS.mkdir(exist_ok=True)
+def test_train_from_the_ui_then_reattach_switch_language_and_chat(ui_url: str, browser: Any, workdir: Path,
+                                                                   tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 2300})  # no resize for full-page shots
     page.goto(ui_url)
     page.wait_for_selector("#tf-model")
@@ -109,7 +88,7 @@ def test_train_from_the_ui_then_reattach_switch_language_and_chat(ui_url: str, b
     page.wait_for_selector("#tf-loss-plot canvas, #tf-loss-plot svg", timeout=30_000)
     page.wait_for_timeout(1500)  # let the plot draw before the picture
     assert _line_pixels(page.locator("#tf-loss-plot").screenshot()) > 200  # the curve is drawn, not just axes
-    page.screenshot(path=str(DOCS / "webui-train.png"))
+    page.screenshot(path=str(tmp_path / "webui-train.png"))
     run = workdir / "runs" / "ui-tiny"
     assert (run / "model" / "adapter_config.json").is_file()  # trained by the subprocess, into the run folder
     assert "tuneforge train" in (workdir / "webui" / "ui-tiny.log").read_text()
@@ -123,24 +102,12 @@ def test_train_from_the_ui_then_reattach_switch_language_and_chat(ui_url: str, b
 
     page.get_by_label("中文").check()
     page.wait_for_selector("text=开始训练", timeout=10_000)
-    page.screenshot(path=str(DOCS / "webui-train-zh.png"))
+    page.screenshot(path=str(tmp_path / "webui-train-zh.png"))
 
-    page.get_by_role("tab", name="对话").click()
-    _fill(page, "tf-chat-model", "ui-tiny")
-    page.keyboard.press("Escape")
-    page.locator("#tf-max-new input[type=number]").fill("24")
-    page.locator("#tf-max-new input[type=number]").press("Enter")
-    _fill(page, "tf-chat-msg", "What is 2 plus 3?")
-    page.click("#tf-send")
-    bot = page.locator("#tf-chatbot .bot, #tf-chatbot [data-testid='bot']").first
-    bot.wait_for(timeout=120_000)
-    page.wait_for_function("(() => { const b = document.querySelector('#tf-chatbot'); "
-                           "return b && b.innerText.includes('What is 2 plus 3?') && b.innerText.length > 30; })()",
-                           timeout=120_000)
-    text = ""
-    while text != (text := page.locator("#tf-chatbot").inner_text()):  # until the answer stops growing
-        page.wait_for_timeout(1000)
-    page.screenshot(path=str(DOCS / "webui-chat.png"))
+    text = chat(page, "ui-tiny", "What is 2 plus 3?", 24)
+    assert "What is 2 plus 3?" in text and len(text) > 30
+    page.screenshot(path=str(tmp_path / "webui-chat.png"))
+    assert all((tmp_path / f"webui-{n}.png").stat().st_size > 20_000 for n in ("train", "train-zh", "chat"))
     page.close()
 
 

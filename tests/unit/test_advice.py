@@ -1,4 +1,4 @@
-"""Advice rules (DESIGN §10.2), tuning-method options, precision choice and the disk-space check."""
+"""Advice rules (docs/advice.md), tuning-method options, precision choice and the disk-space check."""
 
 from __future__ import annotations
 

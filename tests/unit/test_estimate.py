@@ -1,4 +1,4 @@
-"""Resource estimates (DESIGN §10.5), the memory-based batch, recommend/estimate commands."""
+"""Resource estimates (docs/advice.md), the memory-based batch, recommend/estimate commands."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every input format of DESIGN §10.1 parses into the canonical example, and detection picks it."""
+"""Every input format of docs/data.md parses into the canonical example, and detection picks it."""
 
 from __future__ import annotations
 

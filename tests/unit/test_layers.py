@@ -1,4 +1,4 @@
-"""DESIGN §3: each layer imports only from layers below it (same layer allowed, never upwards)."""
+"""ARCHITECTURE.md: each layer imports only from layers below it (same layer allowed, never upwards)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Quality checks (DESIGN §10.1), splitting and conversion."""
+"""Quality checks (docs/data.md), splitting and conversion."""
 
 from __future__ import annotations
 

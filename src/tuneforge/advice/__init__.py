@@ -1,4 +1,4 @@
-"""Hyper-parameter advice (DESIGN §10.2): defaults for what the user left out, each with its reason."""
+"""Hyper-parameter advice (docs/advice.md): defaults for what the user left out, each with its reason."""
 
 from tuneforge.advice.recommend import Advice, recommend
 

@@ -1,4 +1,4 @@
-"""Resources of a run (DESIGN §10.5): parameters, memory by component, tokens, steps, time and hosted cost.
+"""Resources of a run (docs/advice.md): parameters, memory by component, tokens, steps, time and hosted cost.
 
 Memory model (per device, in GiB = 2^30 bytes):
 
@@ -23,7 +23,7 @@ from typing import Any
 
 GIB = 2**30
 BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
-#: Hosted fine-tuning prices from the seeds, CNY per 1,000 training tokens (override with --price).
+#: Hosted fine-tuning prices (docs/advice.md), CNY per 1,000 training tokens (override with --price).
 PRICES: dict[str, float] = {"bailian-8b": 0.006, "bailian-32b": 0.04, "volcano": 0.03}
 #: Billing minimum in tokens (one platform rounds smaller jobs up to 1,000 tokens).
 MIN_BILLED_TOKENS = 1000

@@ -1,4 +1,4 @@
-"""``recommend`` and ``estimate`` for a whole config: read the data and the model's shape, then apply §10.2/§10.5.
+"""``recommend`` and ``estimate`` for a whole config: read the data and the model's shape, then apply docs/advice.md.
 
 Nothing here loads model weights except the optional timing probe, which trains a few real steps.
 """
@@ -78,7 +78,7 @@ def _looks_base(name: str) -> bool:
 
 
 def recommendations(cfg: RunConfig, eval_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every hyper-parameter of §10.2 with its value and reason, the method and model advice, and warnings."""
+    """Every hyper-parameter of docs/advice.md with its value and reason, the method and model advice, and warnings."""
     f = gather(cfg)
     filled = {a.key: a for a in f.advice}
     items: list[Advice] = []

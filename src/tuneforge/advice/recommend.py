@@ -1,4 +1,4 @@
-"""Fill every ``None`` hyper-parameter from the rules of DESIGN §10.2 and say why.
+"""Fill every ``None`` hyper-parameter from the rules of docs/advice.md and say why.
 
 Each rule is a small function returning ``(value, reason)``; :func:`recommend` applies them in order
 (later rules may read values filled by earlier ones) and returns the filled config with the list of
@@ -217,7 +217,7 @@ def step_warnings(cfg: RunConfig, n_train: int) -> list[str]:
 # --- advice that does not fill a config value (shown by `tuneforge recommend`) ----------------------------
 
 def method_advice(cfg: RunConfig, n_train: int) -> Advice:
-    """LoRA for small single-task data, full fine-tuning when there is plenty of good data (§10.2)."""
+    """LoRA for small single-task data, full fine-tuning when there is plenty of good data (docs/advice.md)."""
     advised = "lora" if n_train < 10_000 else "full"
     why = (f"{n_train} examples (< ~10,000, a single task): LoRA" if advised == "lora" else
            f"{n_train} examples: plenty of data, full fine-tuning can use it (LoRA stays cheaper)")
@@ -227,7 +227,7 @@ def method_advice(cfg: RunConfig, n_train: int) -> Advice:
 
 
 def model_kind_advice(is_chat: bool, n_train: int) -> Advice:
-    """Chat model for under ~10,000 examples; a base model for large, broad data (§10.2)."""
+    """Chat model for under ~10,000 examples; a base model for large, broad data (docs/advice.md)."""
     advised = "chat" if n_train < 10_000 else "base"
     have = "a chat (instruct) model" if is_chat else "a base model"
     why = (f"{n_train} examples: start from a chat model (keeps its instruction following)" if advised == "chat" else
@@ -237,7 +237,7 @@ def model_kind_advice(is_chat: bool, n_train: int) -> Advice:
 
 
 def lora_advice(cfg: RunConfig) -> list[Advice]:
-    """Rank and targets by task (§10.2): 8-16 default, all linear layers for knowledge / self-cognition."""
+    """Rank and targets by task (docs/advice.md): 8-16 default, all linear layers for knowledge / self-cognition."""
     lora = cfg.method.lora
     return [
         Advice("method.lora.rank", lora.rank, "8 or 16 by default; 4-8 for simple tasks, 32-64 for complex tasks or "
@@ -248,7 +248,7 @@ def lora_advice(cfg: RunConfig) -> list[Advice]:
 
 
 def worth_tuning(metrics: dict[str, dict[str, float | None]]) -> Advice:
-    """From an evaluation of an existing model on your task: is fine-tuning worth it? (the seeds' first step)."""
+    """From an evaluation of an existing model on your task: is fine-tuning worth it? (docs/advice.md: evaluate before tuning)."""
     label, scores = next(iter(metrics.items()))
     bleu, em = scores.get("bleu4") or 0.0, scores.get("exact_match") or 0.0
     if em >= 90 or bleu >= 50:

@@ -1,4 +1,4 @@
-"""``tuneforge recommend`` and ``tuneforge estimate``: advice of §10.2 and resources of §10.5."""
+"""``tuneforge recommend`` and ``tuneforge estimate``: advice and resources of docs/advice.md."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def recommend(target: str = TARGET, overrides: list[str] = OVERRIDES,
               eval_result: str = typer.Option(None, "--eval", help="metrics.json of an evaluation of an existing "
                                               "model on your task: says whether fine-tuning is worth it."),
               as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Hyper-parameters for this data and model (DESIGN §10.2), each with its reason."""
+    """Hyper-parameters for this data and model (docs/advice.md), each with its reason."""
     from tuneforge.advice.plan import recommendations
     from tuneforge.evaluation.evaluate import load_metrics
 

@@ -1,7 +1,7 @@
 """One pydantic model per config section; unknown keys are errors (``extra="forbid"``).
 
 Every field carries a ``description`` (shown by ``tuneforge config schema``). Fields left as
-``None`` are filled later from the advice rules (DESIGN §10.2) and the filled value is logged
+``None`` are filled later from the advice rules (docs/advice.md) and the filled value is logged
 with its reason.
 """
 
@@ -86,11 +86,11 @@ class DataConfig(Section):
         default_factory=dict, description="Values for {{name}}-style placeholders, e.g. {name: Forge, author: Acme}."
     )
     split: tuple[float, float, float] = Field(
-        (0.7, 0.15, 0.15), description="train : validation : test ratios (DESIGN §10.1 default 7 : 1.5 : 1.5)."
+        (0.7, 0.15, 0.15), description="train : validation : test ratios (docs/data.md default 7 : 1.5 : 1.5)."
     )
     seed: int = Field(42, description="Seed for sampling, mixing and splitting.")
     replay: list[DatasetSpec] = Field(
-        default_factory=list, description="General data mixed into training against forgetting (DESIGN §10.2)."
+        default_factory=list, description="General data mixed into training against forgetting (docs/advice.md)."
     )
     replay_ratio: float = Field(
         0.1, ge=0, le=10, description="Replay examples as a share of the training set (0.1 = 10%)."
@@ -157,7 +157,7 @@ class MethodConfig(Section):
 
 
 class TrainingConfig(Section):
-    """Optimisation. ``None`` means: filled from the advice rules of DESIGN §10.2."""
+    """Optimisation. ``None`` means: filled from the advice rules of docs/advice.md."""
 
     stage: Stage = Field("sft", description="Training stage.")
     epochs: float | None = Field(None, gt=0, description="Epochs; default from the training-set size.")
@@ -222,7 +222,7 @@ class AlignmentConfig(Section):
 
 
 class JudgeConfig(Section):
-    """LLM-as-judge: a model scores each answer on a rubric (DESIGN §10.4)."""
+    """LLM-as-judge: a model scores each answer on a rubric (docs/evaluation.md)."""
 
     backend: Literal["local", "openai"] = Field(
         "local", description="'local': a model loaded in-process; 'openai': any OpenAI-compatible endpoint.")
@@ -253,7 +253,7 @@ class EvaluationConfig(Section):
     normalize: list[Literal["width", "lower", "punct", "space"]] = Field(
         default_factory=lambda: ["width", "lower", "punct", "space"],
         description="Normalisations before exact match: full-width->ASCII, lower case, no punctuation, one space.")
-    base: bool = Field(True, description="Also answer with the untuned base model (the comparison of §10.4).")
+    base: bool = Field(True, description="Also answer with the untuned base model (docs/evaluation.md).")
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     auto: bool = Field(True, description="Run evaluation automatically after training when a test split exists.")
 

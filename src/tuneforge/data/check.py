@@ -62,7 +62,7 @@ class CheckReport:
 
 
 def check_data(cfg: RunConfig, tokenizer: Any, template: ChatTemplate, stage: str | None = None) -> CheckReport:
-    """Run every check of DESIGN §10.1 on the config's datasets.
+    """Run every check of docs/data.md on the config's datasets.
 
     Args:
         cfg: The run config (data, template options, stage and method).

@@ -1,4 +1,4 @@
-"""Quality checks of DESIGN §10.1: duplicates, leading-phrase diversity, lengths, data volume, control tokens.
+"""Quality checks of docs/data.md: duplicates, leading-phrase diversity, lengths, data volume, control tokens.
 
 Each check is a small pure function over canonical examples returning figures and warnings.
 """
@@ -19,13 +19,13 @@ from tuneforge.utils.errors import Problem
 
 #: Near duplicates: estimated Jaccard similarity of character 5-grams at or above this.
 NEAR_THRESHOLD = 0.8
-#: A leading phrase shared by at least this share (and count) of records is a warning (the seeds' example:
+#: A leading phrase shared by at least this share (and count) of records is a warning (docs/data.md's example:
 #: every record starting with "根据以下已知内容" teaches the model a spurious rule).
 PHRASE_SHARE, PHRASE_MIN_COUNT = 0.3, 10
 #: (stage, method) -> (minimum examples below which we warn, what to say). ``*`` matches any method.
 MIN_DATA: dict[tuple[str, str], tuple[int, str]] = {
     ("sft", "full"): (1000, "full fine-tuning on little data overfits and forgets; under ~10,000 records "
-                            "LoRA is advised (DESIGN §10.2)"),
+                            "LoRA is advised (docs/advice.md)"),
     ("sft", "*"): (50, "this is very little data: expect memorisation; add examples or keep epochs high and "
                        "check answers on unseen questions"),
     ("pt", "*"): (100, "continued pre-training on so few documents barely changes the model"),
@@ -146,7 +146,7 @@ def phrase_diversity(examples: list[Example]) -> tuple[list[dict[str, object]], 
     warnings = [Problem(
         f"{t['share']:.0%} of records ({t['count']}) start with the same phrase {t['phrase']!r}: the model may "
         "learn that phrase as a rule instead of the task", field="instruction",
-        fix="vary the wording of instructions (DESIGN §10.1)", severity="warning")
+        fix="vary the wording of instructions (docs/data.md)", severity="warning")
         for t in top if float(t["share"]) >= PHRASE_SHARE and int(t["count"]) >= PHRASE_MIN_COUNT]  # type: ignore[arg-type]
     return top, warnings
 

@@ -1,7 +1,7 @@
 """Read json / jsonl / csv / parquet / txt files into raw records, locating every problem.
 
 We read files ourselves instead of through ``datasets.load_dataset`` because its errors do not
-name the record or line (DESIGN §5.5); the parsed records become a ``datasets.Dataset`` later.
+name the record or line (docs/data.md); the parsed records become a ``datasets.Dataset`` later.
 """
 
 from __future__ import annotations

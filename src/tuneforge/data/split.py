@@ -1,4 +1,4 @@
-"""Seeded, stable train / validation / test splits (default 7 : 1.5 : 1.5, DESIGN §10.1).
+"""Seeded, stable train / validation / test splits (default 7 : 1.5 : 1.5, docs/data.md).
 
 Records are ordered by a hash of (seed, content), then cut at exact counts: the result depends on
 neither file order nor machine, and adding records moves few existing ones between splits.

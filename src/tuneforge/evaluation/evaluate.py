@@ -1,6 +1,6 @@
 """Evaluation: answer the test items with each source, score them the same way, compare, write files.
 
-Base vs tuned on the same items is the default (DESIGN §10.4); an endpoint or a predictions file is
+Base vs tuned on the same items is the default (docs/evaluation.md); an endpoint or a predictions file is
 scored with the same metrics and report.
 """
 
@@ -134,7 +134,7 @@ def evaluate_target(cfg: RunConfig, model: str | None, base_path: str | None, ou
 
 def evaluate_endpoint(cfg: RunConfig, base_url: str, model: str, out_dir: Path, api_key: str | None = None,
                       split: str | None = None, file: str | None = None, echo: Echo = print) -> EvalResult:
-    """Evaluate any OpenAI-compatible model on the test items (the seeds' first step before fine-tuning)."""
+    """Evaluate any OpenAI-compatible model on the test items (the first step before fine-tuning, docs/advice.md)."""
     items = eval_items(cfg, split, file)
     echo(f"eval: {model} at {base_url} answering {len(items)} questions")
     answers = {model: EndpointSource(base_url, model, api_key).answers(items, cfg.evaluation.max_new_tokens, 1)}

@@ -1,4 +1,4 @@
-"""LLM-as-judge: a model scores answers on a rubric of 1-10 dimensions (DESIGN §10.4).
+"""LLM-as-judge: a model scores answers on a rubric of 1-10 dimensions (docs/evaluation.md).
 
 Two backends behind one registry: ``local`` (any model loaded in-process through the inference engine)
 and ``openai`` (any OpenAI-compatible endpoint, e.g. a hosted LLM or ``tuneforge serve``). A reply whose

@@ -1,4 +1,4 @@
-"""Text metrics of DESIGN §10.4: BLEU-4, ROUGE-1/2/L, exact match; English and Chinese alike.
+"""Text metrics of docs/evaluation.md: BLEU-4, ROUGE-1/2/L, exact match; English and Chinese alike.
 
 Tokenisation (the same for every n-gram metric): runs of CJK characters are segmented into words with
 jieba; everything else is split into words (``\\w+``) and single punctuation marks. Case is kept. The

@@ -39,7 +39,7 @@ def _worse(metric: str, base: float, tuned: float) -> bool:
 
 
 def verdict(metrics: dict[str, dict[str, float | None]], judged: dict[str, dict[str, Any]]) -> list[str]:
-    """Sentences comparing tuned with base (DESIGN §10.4): what is worse, what to change, what is high."""
+    """Sentences comparing tuned with base (docs/evaluation.md): what is worse, what to change, what is high."""
     if not {"base", "tuned"} <= set(metrics):
         return _single(metrics)
     base, tuned = metrics["base"], metrics["tuned"]

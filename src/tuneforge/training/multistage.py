@@ -1,4 +1,4 @@
-"""Multi-stage incremental training (DESIGN §10.2): each stage builds on the previous one's result.
+"""Multi-stage incremental training (docs/advice.md): each stage builds on the previous one's result.
 
 Stage *k* starts from stage *k-1*'s model (adapters are merged and verified by export first), mixes in
 ``replay_ratio`` x its training-set size of earlier stages' data, and uses half the previous stage's

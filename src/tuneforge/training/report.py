@@ -1,4 +1,4 @@
-"""Curves and the diagnosis rules of DESIGN §10.3, written to plots/ and report.md."""
+"""Curves and the diagnosis rules of docs/evaluation.md, written to plots/ and report.md."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def diagnose_alignment(train: list[dict[str, Any]], evals: list[dict[str, Any]])
 
 
 def diagnose(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> list[str]:
-    """The §10.3 rules applied to the curves; each finding says what to do."""
+    """The rules of docs/evaluation.md ("Watching a run") applied to the curves; each finding says what to do."""
     losses = np.array([r["loss"] for r in train if r.get("loss") is not None], dtype=float)
     if len(losses) < 4:
         return ["too few logged steps to judge the curves (lower training.logging_steps)"]
@@ -143,13 +143,13 @@ def write_report(root: Path, log: Path, summary: dict[str, Any], advice: list[st
                  metrics: tuple[str, ...] = (), surrogate_loss: bool = False) -> Path:
     """``report.md``: the run summary, filled hyper-parameters with reasons, diagnosis and plots.
 
-    ``surrogate_loss`` (PPO, GRPO): the loss rules of §10.3 (rising, near 0 = overfitting) are about a
+    ``surrogate_loss`` (PPO, GRPO): the loss rules of docs/evaluation.md (rising, near 0 = overfitting) are about a
     likelihood and would mislead, so only the reward/KL rules apply.
     """
     train, evals = read_log(log)
     lines = ["# Training report", "", "## Summary", ""]
     lines += [f"- {k}: {v}" for k, v in summary.items()]
-    lines += ["", "## Values chosen by advice (DESIGN §10.2)", ""]
+    lines += ["", "## Values chosen by advice (docs/advice.md)", ""]
     lines += [f"- {a}" for a in advice] or ["- none (everything was set in the config)"]
     findings = diagnose_alignment(train, evals) if metrics else []
     if not surrogate_loss:
@@ -157,7 +157,7 @@ def write_report(root: Path, log: Path, summary: dict[str, Any], advice: list[st
     elif not findings:
         findings = ["no problem found in the reward and KL curves (the loss of this stage is a policy-gradient "
                     "surrogate and is not judged)"]
-    lines += ["", "## Diagnosis (DESIGN §10.3)", ""] + [f"- {d}" for d in findings]
+    lines += ["", "## Diagnosis (docs/evaluation.md)", ""] + [f"- {d}" for d in findings]
     if evals:
         lines += ["", "## Evaluation loss", "", "| step | eval_loss | eval_ppl |", "|---|---|---|"]
         lines += [f"| {r['step']} | {r['eval_loss']:.4f} | {r.get('eval_ppl')} |" for r in evals]

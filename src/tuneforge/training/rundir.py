@@ -1,4 +1,4 @@
-"""The run folder (DESIGN §4): created, resumed when unfinished, never overwritten when finished."""
+"""The run folder (docs/evaluation.md): created, resumed when unfinished, never overwritten when finished."""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ _PRESETS = [
                "Preference as two OpenAI conversations (LLaMA-Factory v1): chosen_messages, rejected_messages",
                OPENAI_TAGS, _is_message_pairs),
     FormatSpec("dialogue", "conversation", {"messages": "conversations", "system": "system"},
-               "Dialogue: conversations of {from: human|gpt, value} (the seeds' name for ShareGPT)", SHAREGPT_TAGS),
+               "Dialogue: conversations of {from: human|gpt, value} (ShareGPT under another name)", SHAREGPT_TAGS),
     FormatSpec("alpaca", "columns",
                {"prompt": "instruction", "query": "input", "response": "output", "history": "history",
                 "system": "system", "tools": "tools", "chosen": "chosen", "rejected": "rejected",

@@ -124,4 +124,4 @@ TEMPLATES.register("llama3", BuiltinTemplate(_LLAMA3, "Llama 3: header tokens, <
                                               "<|eot_id|>")))
 TEMPLATES.register("default", BuiltinTemplate(_DEFAULT, "Plain 'Human: ... / Assistant: ...' for base models"))
 TEMPLATES.register("alpaca", BuiltinTemplate(_ALPACA, "Alpaca: ### Instruction / ### Input / ### Response"))
-TEMPLATES.register("alpaca_zh", BuiltinTemplate(_ALPACA_ZH, "The seeds' layout: ### 指令 / ### 输入 / ### 输出"))
+TEMPLATES.register("alpaca_zh", BuiltinTemplate(_ALPACA_ZH, "The Chinese instruction layout: ### 指令 / ### 输入 / ### 输出"))

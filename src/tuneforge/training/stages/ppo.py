@@ -216,7 +216,7 @@ class PPOTrainer(RunTrainerMixin, Trainer):
 
 
 class PpoStage(TrlStage):
-    """``ppo``: reward-model RLHF (the seeds' recipe: reward model first, then PPO against it)."""
+    """``ppo``: reward-model RLHF (the classic RLHF recipe: reward model first, then PPO against it)."""
 
     name = "ppo"
     metrics = ("reward", "kl", "value_loss")
