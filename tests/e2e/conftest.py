@@ -81,3 +81,13 @@ def varied(model: Any, seed: int = 0) -> Any:
             if param.dim() == 2:
                 param.normal_(0.0, 0.2)
     return model
+
+
+@pytest.fixture(scope="module")
+def varied_engine(tiny_model_dir: Path) -> Any:
+    """The tiny model with varied random weights (see ``varied``), loaded for inference; one per module."""
+    from tuneforge.inference.engine import Engine
+
+    loaded = Engine.load(str(tiny_model_dir))
+    varied(loaded.model)
+    return loaded

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import serving, varied
+from tests.e2e.conftest import serving
 from tuneforge.inference.engine import Engine, GenerationOptions
 from tuneforge.server.app import ServeOptions, create_app
 
@@ -17,11 +16,8 @@ KEY = "test-key-123"
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir: Path) -> Engine:
-    """The tiny model with varied random weights (see ``varied``)."""
-    loaded = Engine.load(str(tiny_model_dir))
-    varied(loaded.model)
-    return loaded
+def engine(varied_engine: Engine) -> Engine:
+    return varied_engine
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import serving, varied
+from tests.e2e.conftest import serving
 from tuneforge.data.records import Message
 from tuneforge.inference.engine import Engine
 from tuneforge.server.app import ServeOptions, create_app
@@ -52,10 +52,8 @@ class Scripted:
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir: Path) -> Engine:
-    loaded = Engine.load(str(tiny_model_dir))
-    varied(loaded.model)
-    return loaded
+def engine(varied_engine: Engine) -> Engine:
+    return varied_engine
 
 
 @pytest.fixture(scope="module")
