@@ -147,6 +147,15 @@ def test_v1_reasoning_is_trained_inside_think_for_chatml(tmp_path: Path, tokeniz
     assert _trained_text(tokenizer, ids, labels) == "<think>\nAdd two and three.\n</think>\n\n5<|im_end|>"
 
 
+def test_placeholders_are_filled_in_reasoning_too() -> None:
+    from tuneforge.data.placeholders import fill_example
+
+    ex = Example("sft", Origin("d", "d.json", 0), [Message("user", "Who?"),
+                                                   Message("assistant", "{{name}}.", reasoning="I am {{name}}")])
+    assert fill_example(ex, {"name": "Forge"}) == set()
+    assert (ex.messages[1].content, ex.messages[1].reasoning) == ("Forge.", "I am Forge")
+
+
 def test_reasoning_goes_to_reasoning_content_when_the_template_reads_it(tokenizer: Any) -> None:
     source = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.reasoning_content %}<think>"
               "{{ m.reasoning_content }}</think>{% endif %}{{ m.content }}<|im_end|>\n{% endfor %}"

@@ -33,6 +33,7 @@ def fill_example(ex: Example, values: dict[str, str]) -> set[str]:
     for msg in [*ex.messages, ex.chosen, ex.rejected, ex.completion]:
         if isinstance(msg, Message):
             msg.content = fill_text(msg.content, values, unfilled)
+            msg.reasoning = fill_text(msg.reasoning, values, unfilled)
             if msg.parts:
                 msg.parts = {k: fill_text(v, values, unfilled) for k, v in msg.parts.items()}
     return set(unfilled)
