@@ -222,3 +222,14 @@ def test_v1_pairs_with_different_prompts_are_refused(tmp_path: Path) -> None:
     data = _load(write_jsonl(tmp_path / "bad.jsonl", [record]))
     assert [p.field for p in data.errors] == ["rejected_messages"]
     assert not data.examples
+
+
+def test_convert_refuses_what_would_be_lost() -> None:
+    from tuneforge.data.convert import convert_examples
+
+    origin = Origin("d", "d.json", 0)
+    thinking = Example("sft", origin, [Message("user", "q"), Message("assistant", "a", reasoning="r")])
+    masked = Example("sft", origin, [Message("user", "q"), Message("assistant", "a", train=False),
+                                     Message("user", "q2"), Message("assistant", "b")])
+    out, problems = convert_examples([thinking, masked], "messages")
+    assert out == [] and ["reasoning" in problems[0].message, "loss_weight" in problems[1].message] == [True, True]

@@ -92,6 +92,17 @@ def _content(m: Message | None) -> str:
     return m.content if m is not None else ""
 
 
+def _plain(ex: Example) -> None:
+    """Reasoning and per-message loss weights (LLaMA-Factory v1) have no field in any target format."""
+    turns = [*ex.messages, *(m for m in (ex.chosen, ex.rejected, ex.completion) if m is not None)]
+    if any(m.reasoning for m in turns):
+        raise ConvertError("reasoning parts cannot be written in this format (they would be lost); train on the "
+                           "original file")
+    if any(m.train is False for m in turns):
+        raise ConvertError("loss_weight 0 (masked answers) cannot be written in this format (those answers would "
+                           "be trained); train on the original file")
+
+
 CONVERTERS: Registry[Callable[[Example], dict[str, Any]]] = Registry("output format")
 CONVERTERS.register("alpaca", to_alpaca)
 CONVERTERS.register("sharegpt", to_sharegpt)
@@ -104,6 +115,7 @@ def convert_examples(examples: list[Example], target: str) -> tuple[list[dict[st
     out, problems = [], []
     for ex in examples:
         try:
+            _plain(ex)
             out.append(fn(ex))
         except ConvertError as exc:
             problems.append(Problem(str(exc), file=ex.origin.file, index=ex.origin.index, line=ex.origin.line,
