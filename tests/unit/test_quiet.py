@@ -6,9 +6,6 @@ import io
 import logging
 import subprocess
 import sys
-from pathlib import Path
-
-from tests.conftest import write_json
 
 NOISE = "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'"
 
@@ -28,9 +25,10 @@ def test_the_kernels_warning_is_dropped_and_nothing_else() -> None:
     assert buf.getvalue() == "a real bitsandbytes problem\n"
 
 
-def test_a_command_prints_no_kernels_line(tmp_path: Path) -> None:
-    data = write_json(tmp_path / "d.json", [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(3)])
-    exe = Path(sys.executable).parent / "tuneforge"
-    out = subprocess.run([str(exe), "data", "check", str(data)], capture_output=True, text=True, timeout=300)
-    assert "records" in out.stdout + out.stderr
+def test_importing_peft_after_tuneforge_prints_no_kernels_line() -> None:
+    """peft imports bitsandbytes whenever it is installed, so every command that trains, merges or loads an
+    adapter would print the line (on CPUs with avx512_bf16, where bitsandbytes looks for the kernel)."""
+    code = "import tuneforge, peft, bitsandbytes; print('imported')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "imported" in out.stdout, out.stderr
     assert "kernels" not in out.stdout + out.stderr
