@@ -130,10 +130,44 @@ def test_a_tool_result_turn_is_rendered(engine: Engine) -> None:
     assert "18 C" in text and "get_weather" in text
 
 
+@pytest.fixture(scope="module")
+def forced_server(engine: Engine) -> Iterator[str]:
+    """A model that, after the forced opening ``{"name": "get_weather"``, writes the arguments and stops."""
+    tok = engine.tokenizer
+    messages = [Message("user", ASK[0]["content"])]
+    opening = engine.template.call_opening(messages, "get_weather", "", json.dumps(TOOLS))
+    prompt_len = len(engine.prompt_ids(messages, "", json.dumps(TOOLS))) + len(tok(opening, add_special_tokens=False)
+                                                                             ["input_ids"])
+    rest = json.dumps(CALL)[len(opening):]
+    script = tok(rest, add_special_tokens=False)["input_ids"] + [engine.stop_ids[0]]
+    scripted = Engine(Scripted(engine.model, script, prompt_len), tok, engine.template)
+    with serving(create_app({"tiny": scripted}, ServeOptions(default_max_tokens=64))) as url:
+        yield url
+
+
 @pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
-def test_forced_tool_choice_is_refused_by_name(server: str, choice: Any) -> None:
-    r = httpx.post(f"{server}/v1/chat/completions",
-                   json={"model": "tiny", "messages": ASK, "tools": TOOLS, "tool_choice": choice})
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_forced_tool_choice_writes_the_calls_opening(forced_server: str, choice: Any, stream: bool) -> None:
+    client = _client(forced_server)
+    args = {"model": "tiny", "messages": ASK, "tools": TOOLS, "tool_choice": choice, "temperature": 0}
+    if stream:
+        chunks = list(client.chat.completions.create(stream=True, **args))
+        calls = [c for ch in chunks if ch.choices for c in ch.choices[0].delta.tool_calls or []]
+        finish = chunks[-1].choices[0].finish_reason
+    else:
+        reply = client.chat.completions.create(**args)
+        calls, finish = reply.choices[0].message.tool_calls, reply.choices[0].finish_reason
+    assert finish == "tool_calls" and [c.function.name for c in calls] == ["get_weather"]
+    assert json.loads(calls[0].function.arguments) == CALL["arguments"]
+
+
+@pytest.mark.parametrize("body", [
+    {"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+    {"tools": TOOLS + [{"type": "function", "function": {"name": "get_time"}}], "tool_choice": "required"},
+    {"tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+])
+def test_a_tool_choice_that_cannot_be_honoured_is_a_400(server: str, body: dict[str, Any]) -> None:
+    r = httpx.post(f"{server}/v1/chat/completions", json={"model": "tiny", "messages": ASK, **body})
     assert r.status_code == 400 and r.json()["error"]["param"] == "tool_choice"
 
 

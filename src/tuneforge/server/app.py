@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from tuneforge.data.templates import TemplateError
 from tuneforge.inference.engine import Engine
 from tuneforge.server.protocol import (
     ApiError,
@@ -103,12 +104,14 @@ def create_app(engines: dict[str, Engine], options: ServeOptions | None = None) 
         system, turns = _split_system(req)
         tools = req.tools_json
         ids = engine.prompt_ids(turns, system, tools)
+        opening = _opening(engine, req, turns, system)
+        ids += engine.tokenizer(opening, add_special_tokens=False)["input_ids"] if opening else []
         job = _job(schedulers[req.model], engine, req, ids, opts)
         names = {t.function.name for t in req.tools or []} if tools else set()
         if req.stream:
-            return _sse(_chat_stream(job, req, opts.timeout_s, names))
+            return _sse(_chat_stream(job, req, opts.timeout_s, names, opening))
         text, finish, completion, logprobs = await _collect(job, opts.timeout_s)
-        return chat_response(req.model, text, finish, len(ids), completion, names,
+        return chat_response(req.model, opening + text, finish, len(ids), completion, names,
                              logprobs if req.logprobs else None)
 
     @app.post("/v1/completions")
@@ -148,6 +151,19 @@ def _engine(engines: dict[str, Engine], name: str) -> Engine:
         raise ApiError(404, f"model '{name}' is not served here; GET /v1/models lists: {', '.join(engines)}",
                        param="model", code="model_not_found")
     return engines[name]
+
+
+def _opening(engine: Engine, req: ChatCompletionRequest, turns: list[Any], system: str) -> str:
+    """For a forced tool call (``tool_choice`` naming a function, or ``required`` with one tool), the start of
+    that call as the template writes it; the model completes the arguments. '' when nothing is forced."""
+    name = req.forced_tool if req.tools_json else None
+    if name is None:
+        return ""
+    try:
+        return engine.template.call_opening(turns, name, system, req.tools_json)
+    except TemplateError as exc:
+        raise ApiError(400, f"tool_choice cannot be forced with this model's chat template: {exc}",
+                       param="tool_choice", code="unsupported_value") from None
 
 
 def _split_system(req: ChatCompletionRequest) -> tuple[str, list[Any]]:
@@ -213,12 +229,15 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse(body(), media_type="text/event-stream")
 
 
-async def _chat_stream(job: Job, req: ChatCompletionRequest, timeout_s: float,
-                       tool_names: set[str]) -> AsyncIterator[dict[str, Any]]:
-    """Chat chunks; with tools offered, text that may be a tool call is held until it is known."""
+async def _chat_stream(job: Job, req: ChatCompletionRequest, timeout_s: float, tool_names: set[str],
+                       opening: str = "") -> AsyncIterator[dict[str, Any]]:
+    """Chat chunks; with tools offered, text that may be a tool call is held until it is known.
+
+    ``opening`` is the start of a forced call, written into the prompt: it belongs to the answer.
+    """
     chunk_id, model = new_chunk_id(), req.model
     yield chat_chunk(chunk_id, model, {"role": "assistant", "content": ""})
-    held, held_logprobs, holding = "", [], bool(tool_names)
+    held, held_logprobs, holding = opening, [], bool(tool_names)
     async for item in _items(job, timeout_s):
         if item[0] == "text":
             held, held_logprobs = held + item[1], held_logprobs + item[2]

@@ -13,7 +13,15 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tuneforge.data.records import Message
 from tuneforge.inference.engine import GenerationOptions
@@ -214,19 +222,33 @@ class ChatCompletionRequest(SamplingRequest):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
 
-    @field_validator("tool_choice")
-    @classmethod
-    def _choice(cls, value: Any) -> Any:
-        if value == "required" or isinstance(value, NamedToolChoice):
-            raise ValueError("only 'auto' and 'none' are supported: tuneforge does not force a tool call "
-                             "(the model decides); use 'auto'")
-        return value
-
     @model_validator(mode="after")
     def _top_needs_logprobs(self) -> ChatCompletionRequest:
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs: true")
         return self
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _forced_tool_is_offered(cls, value: Any, info: ValidationInfo) -> Any:
+        names = [t.function.name for t in info.data.get("tools") or []]
+        if isinstance(value, NamedToolChoice) and value.function.get("name") not in names:
+            raise ValueError(f"names {value.function.get('name')!r}, which is not in tools "
+                             f"({', '.join(names) or 'none given'})")
+        if value == "required" and len(names) != 1:
+            raise ValueError("'required' needs exactly one tool (a forced call is started by writing its opening, "
+                             "so the function must be known); name the function instead: "
+                             "{'type': 'function', 'function': {'name': ...}}")
+        return value
+
+    @property
+    def forced_tool(self) -> str | None:
+        """The function the answer must call (a named ``tool_choice``, or ``required`` with one tool)."""
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return self.tool_choice.function["name"]
+        if self.tool_choice == "required" and self.tools:
+            return self.tools[0].function.name
+        return None
 
     @property
     def tools_json(self) -> str:

@@ -102,6 +102,22 @@ class ChatTemplate:
             return {"reasoning_content": msg.reasoning}
         return {"content": f"<think>\n{msg.reasoning}\n</think>\n\n{msg.content}"}
 
+    def call_opening(self, messages: list[Message], name: str, system: str = "", tools: str = "") -> str:
+        """The start of an answer that calls ``name``, as this template writes a tool call, up to the name.
+
+        Rendering a call turn after ``messages`` and cutting its answer just past the function's name gives
+        the opening (``{"name": "get_weather"`` for templates without tool-call support,
+        ``<tool_call>\n{"name": "get_weather"`` for Qwen-style ones): written after the generation prompt,
+        it makes the model complete that call. Raises TemplateError when the name does not appear.
+        """
+        call = Message("tool_call", json.dumps({"name": name, "arguments": {}}))
+        turns, _ = self.turns([*messages, call], system, tools)
+        answer = turns[-1].answer
+        at = answer.find(json.dumps(name))
+        if at < 0:
+            raise TemplateError(f"template {self.name!r} does not write the called function's name")
+        return answer[: at + len(json.dumps(name))]
+
     def prompt(self, messages: list[Message], system: str = "", tools: str = "") -> str:
         """The text a model continues to answer ``messages`` (generation prompt added)."""
         dicts, tool_list = self.to_dicts(messages, system, tools)
