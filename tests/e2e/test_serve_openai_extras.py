@@ -174,7 +174,7 @@ def test_a_tool_choice_that_cannot_be_honoured_is_a_400(server: str, body: dict[
 # --- penalties and logprobs -------------------------------------------------------------------------------
 
 def _row(tokens: list[int], presence: float, frequency: float) -> Any:
-    job = SimpleNamespace(presence_penalty=presence, frequency_penalty=frequency)
+    job = SimpleNamespace(presence_penalty=presence, frequency_penalty=frequency, logit_bias={})
     return SimpleNamespace(job=job, detok=SimpleNamespace(tokens=tokens))
 
 
@@ -230,6 +230,34 @@ def test_no_logprobs_unless_asked(server: str) -> None:
     assert reply.choices[0].logprobs is None
 
 
+def test_logit_bias_seed_and_max_completion_tokens(server: str, engine: Engine) -> None:
+    client = _client(server)
+    token = engine.tokenizer(" Paris", add_special_tokens=False)["input_ids"][0]
+    biased = client.chat.completions.create(model="tiny", messages=ASK, temperature=0, max_tokens=4,
+                                            logit_bias={str(token): 100})
+    assert biased.choices[0].message.content == " Paris" * 4
+    args = {"model": "tiny", "messages": ASK, "temperature": 1.0, "max_completion_tokens": 12}
+    first, again = (client.chat.completions.create(seed=7, **args).choices[0].message.content for _ in range(2))
+    other = client.chat.completions.create(seed=8, **args)
+    assert first == again and other.choices[0].message.content != first
+    assert other.usage.completion_tokens <= 12
+
+
+@pytest.mark.parametrize(("path", "extra", "param"), [
+    ("chat/completions", {"response_format": {"type": "json_object"}}, "response_format"),
+    ("chat/completions", {"logit_bias": {"5": 300}}, "logit_bias"),
+    ("chat/completions", {"seed": 2**70}, "seed"),
+    ("completions", {"echo": True}, "echo"),
+    ("completions", {"suffix": "end"}, "suffix"),
+    ("completions", {"best_of": 3}, "best_of"),
+])
+def test_parameters_that_would_be_ignored_are_refused(server: str, path: str, extra: dict[str, Any],
+                                                      param: str) -> None:
+    body = {"model": "tiny", "messages": ASK, "prompt": "Hi", "max_tokens": 2, **extra}
+    r = httpx.post(f"{server}/v1/{path}", json=body)
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
 # --- malformed input --------------------------------------------------------------------------------------
 
 def test_a_lone_surrogate_is_a_400_naming_the_field(server: str) -> None:
@@ -244,7 +272,8 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.
                     | TEXT, lambda inner: st.lists(inner, max_size=3)
                     | st.dictionaries(TEXT, inner, max_size=3), max_leaves=8)
 FIELDS = ["model", "messages", "temperature", "top_p", "max_tokens", "stop", "n", "stream", "tools",
-          "tool_choice", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "stream_options"]
+          "tool_choice", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "stream_options",
+          "logit_bias", "seed", "response_format", "max_completion_tokens", "echo", "suffix", "best_of"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

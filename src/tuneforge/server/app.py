@@ -181,7 +181,7 @@ def _job(scheduler: Scheduler, engine: Engine, req: SamplingRequest, ids: list[i
                        param="max_tokens", code="context_length_exceeded")
     job = Job(ids, gen, req.stops, asyncio.get_running_loop(), adapter=engine.adapter,
               presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
-              logprobs=req.n_logprobs)
+              logprobs=req.n_logprobs, logit_bias=dict(req.logit_bias or {}), seed=req.seed)
     scheduler.submit(job)
     return job
 

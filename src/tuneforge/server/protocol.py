@@ -1,9 +1,10 @@
 """The OpenAI wire format tuneforge serves: validated requests, response bodies and error bodies.
 
 Requests are pydantic models so that a wrong type or a missing field becomes a 400 with OpenAI's
-error body naming the parameter (``param``), never a 422 or a 500 with a traceback. Parameters that
-change the answer are applied (sampling, penalties, stop strings, tools, logprobs) or refused with a
-400; only fields that cannot change it (``user``, ``metadata``, ``store``) are accepted and ignored.
+error body naming the parameter (``param``), never a 422 or a 500 with a traceback. The parameters
+that shape an answer are applied (sampling, seed, logit bias, penalties, stop strings, tools,
+logprobs) or refused with a 400 (``n`` > 1, ``response_format`` other than text, ``echo``, ``suffix``,
+``best_of`` > 1); other fields (``user``, ``metadata``, ``store`` ...) are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ class SamplingRequest(BaseModel):
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, description="the newer name of max_tokens")
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1, description="one choice per request (n > 1 is refused, not ignored)")
     stream: bool = False
@@ -186,6 +188,27 @@ class SamplingRequest(BaseModel):
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="subtracted once from every token "
                                     "already in the answer")
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="subtracted per occurrence in the answer")
+    logit_bias: dict[int, float] | None = Field(None, description="token id -> bias added to its logit (-100..100)")
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1, description="this request's own random generator: the same seed and "
+                             "request sample the same answer")
+    response_format: dict[str, Any] | None = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _biases(cls, value: dict[int, float] | None) -> dict[int, float] | None:
+        if value and any(not -100 <= b <= 100 for b in value.values()):
+            raise ValueError("biases must lie between -100 and 100")
+        if value and any(t < 0 for t in value):
+            raise ValueError("token ids must be >= 0")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and value.get("type", "text") != "text":
+            raise ValueError(f"response_format {value.get('type')!r} is not supported: tuneforge does not "
+                             "constrain decoding to JSON; ask for JSON in the prompt, or omit response_format")
+        return value
 
     @field_validator("stop")
     @classmethod
@@ -199,7 +222,8 @@ class SamplingRequest(BaseModel):
 
     def options(self, default_max_tokens: int) -> GenerationOptions:
         """The engine's generation options (the same ones ``tuneforge chat`` uses); no repetition penalty."""
-        return GenerationOptions(max_new_tokens=self.max_tokens or default_max_tokens, temperature=self.temperature,
+        limit = self.max_tokens or self.max_completion_tokens or default_max_tokens
+        return GenerationOptions(max_new_tokens=limit, temperature=self.temperature,
                                  top_p=self.top_p, repetition_penalty=1.0)
 
     @property
@@ -274,6 +298,9 @@ class CompletionRequest(SamplingRequest):
     """``POST /v1/completions``: a raw prompt, no chat template."""
 
     prompt: str = Field(min_length=1)
+    echo: Literal[False] = Field(False, description="echoing the prompt is not supported (refused, not ignored)")
+    suffix: None = Field(None, description="insertion (a suffix) is not supported (refused, not ignored)")
+    best_of: int = Field(1, ge=1, le=1, description="one candidate per request (refused, not ignored)")
     logprobs: int | None = Field(None, ge=0, le=5, description="alternatives per token to return with "
                                  "each token's log-probability")
 

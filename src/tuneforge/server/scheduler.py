@@ -39,6 +39,8 @@ class Job:
     presence_penalty: float = 0.0  # OpenAI's: subtracted once from the logit of every token already answered
     frequency_penalty: float = 0.0  # ... and this much per time it was answered
     logprobs: int | None = None  # report each token's log-probability and this many alternatives
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
+    seed: int | None = None  # sample with a generator of its own, seeded
     out: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -90,6 +92,7 @@ class _Row:
     sent: int = 0  # characters of ``text`` already sent
     finish: str | None = None
     logprobs: list[dict[str, Any]] = field(default_factory=list)  # entries not yet sent
+    generator: Any = None  # the row's own torch.Generator when its request gave a seed
 
     def take_logprobs(self) -> list[dict[str, Any]]:
         """The entries not yet sent (they travel with the next piece of text)."""
@@ -248,7 +251,7 @@ class Scheduler:
         ids, mask = self.engine.left_pad([j.prompt_ids for j in jobs])
         positions = (mask.cumsum(-1) - 1).clamp_min(0)
         cache = DynamicCache()
-        rows = [_Row(j, Detokenizer(self.engine.tokenizer)) for j in jobs]
+        rows = [_Row(j, Detokenizer(self.engine.tokenizer), generator=_generator(j, ids.device)) for j in jobs]
         with torch.inference_mode():
             logits = self._forward(ids, mask, positions, cache, jobs)
         batch = _Batch(rows, cache, mask, ids.new_zeros(len(jobs)))
@@ -274,7 +277,8 @@ class Scheduler:
         top_ps = torch.tensor([r.job.options.top_p for r in batch.rows], device=device)
         # Log-probabilities are the model's own (before penalties and temperature), as OpenAI reports them.
         logps = torch.log_softmax(logits.float(), -1) if any(r.job.logprobs is not None for r in batch.rows) else None
-        batch.pending = sample(penalise(logits, batch.rows), temps, top_ps)
+        generators = {i: r.generator for i, r in enumerate(batch.rows) if r.generator is not None}
+        batch.pending = sample(penalise(logits, batch.rows), temps, top_ps, generators)
         stop_ids = set(self.engine.stop_ids)
         for i, (row, token) in enumerate(zip(batch.rows, batch.pending.tolist(), strict=True)):
             if logps is not None and row.job.logprobs is not None and token not in stop_ids:
@@ -318,15 +322,21 @@ class Scheduler:
 
 
 def penalise(logits: Any, rows: list[_Row]) -> Any:
-    """OpenAI's presence and frequency penalties over each row's answer so far (a copy when any applies).
+    """OpenAI's logit bias, presence and frequency penalties for each row (a copy when any applies).
 
-    ``logit[t] -= frequency * count[t] + presence * (count[t] > 0)``, counting the row's generated tokens.
+    ``logit[t] += bias[t] - frequency * count[t] - presence * (count[t] > 0)``, counting the row's generated
+    tokens.
     """
     import torch
 
     out = None
     for i, row in enumerate(rows):
-        presence, frequency = row.job.presence_penalty, row.job.frequency_penalty
+        presence, frequency, bias = row.job.presence_penalty, row.job.frequency_penalty, row.job.logit_bias
+        if bias:
+            out = logits.clone() if out is None else out
+            for token, value in bias.items():
+                if token < logits.shape[-1]:
+                    out[i, token] += value
         if not (presence or frequency) or not row.detok.tokens:
             continue
         out = logits.clone() if out is None else out
@@ -334,6 +344,15 @@ def penalise(logits: Any, rows: list[_Row]) -> Any:
         counts = torch.bincount(ids, minlength=logits.shape[-1])[: logits.shape[-1]].to(logits.dtype)
         out[i] -= frequency * counts + presence * (counts > 0).to(logits.dtype)
     return logits if out is None else out
+
+
+def _generator(job: Job, device: Any) -> Any:
+    """A generator of the request's own when it gave a seed (None: the shared one)."""
+    if job.seed is None:
+        return None
+    import torch
+
+    return torch.Generator(device=device).manual_seed(job.seed)
 
 
 def logprob_entry(tokenizer: Any, logps: Any, token: int, top: int) -> dict[str, Any]:
@@ -346,8 +365,12 @@ def logprob_entry(tokenizer: Any, logps: Any, token: int, top: int) -> dict[str,
     return {**one(token), "top_logprobs": [one(t) for t in best]}
 
 
-def sample(logits: Any, temperatures: Any, top_ps: Any) -> Any:
-    """One token per row with that row's temperature (0 = greedy) and nucleus ``top_p``."""
+def sample(logits: Any, temperatures: Any, top_ps: Any, generators: dict[int, Any] | None = None) -> Any:
+    """One token per row with that row's temperature (0 = greedy) and nucleus ``top_p``.
+
+    Rows in ``generators`` draw with their own generator, so a seeded request samples the same tokens
+    whatever else shares its batch (up to the logits' own batch-dependent rounding).
+    """
     import torch
 
     logits = logits.float()
@@ -356,5 +379,8 @@ def sample(logits: Any, temperatures: Any, top_ps: Any) -> Any:
     sorted_p, order = probs.sort(dim=-1, descending=True)
     # keep the smallest prefix whose mass reaches top_p (the first token always stays)
     sorted_p = sorted_p.masked_fill(sorted_p.cumsum(-1) - sorted_p >= top_ps[:, None], 0.0)
-    drawn = order.gather(-1, torch.multinomial(sorted_p, 1)).squeeze(-1)
+    picks = torch.multinomial(sorted_p, 1)
+    for i, gen in (generators or {}).items():
+        picks[i] = torch.multinomial(sorted_p[i:i + 1], 1, generator=gen)[0]
+    drawn = order.gather(-1, picks).squeeze(-1)
     return torch.where(temperatures == 0, greedy, drawn)
