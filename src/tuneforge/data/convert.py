@@ -94,7 +94,7 @@ def _content(m: Message | None) -> str:
 
 def _plain(ex: Example) -> None:
     """Reasoning and per-message loss weights (LLaMA-Factory v1) have no field in any target format."""
-    turns = [*ex.messages, *(m for m in (ex.chosen, ex.rejected, ex.completion) if m is not None)]
+    turns = ex.turns()
     if any(m.reasoning for m in turns):
         raise ConvertError("reasoning parts cannot be written in this format (they would be lost); train on the "
                            "original file")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from tuneforge.data.records import Example, Message
+from tuneforge.data.records import Example
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -30,10 +30,9 @@ def fill_example(ex: Example, values: dict[str, str]) -> set[str]:
     unfilled: Counter[str] = Counter()
     ex.system = fill_text(ex.system, values, unfilled)
     ex.text = fill_text(ex.text, values, unfilled)
-    for msg in [*ex.messages, ex.chosen, ex.rejected, ex.completion]:
-        if isinstance(msg, Message):
-            msg.content = fill_text(msg.content, values, unfilled)
-            msg.reasoning = fill_text(msg.reasoning, values, unfilled)
-            if msg.parts:
-                msg.parts = {k: fill_text(v, values, unfilled) for k, v in msg.parts.items()}
+    for msg in ex.turns():
+        msg.content = fill_text(msg.content, values, unfilled)
+        msg.reasoning = fill_text(msg.reasoning, values, unfilled)
+        if msg.parts:
+            msg.parts = {k: fill_text(v, values, unfilled) for k, v in msg.parts.items()}
     return set(unfilled)

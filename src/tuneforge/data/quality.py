@@ -181,7 +181,8 @@ def serialised_json_warnings(examples: list[Example], limit: int = 5) -> list[Pr
     A file whose messages hold ``[{"type": "text", ...}]`` parts in a format tuneforge does not expand,
     or a column holding a dumped dict, would otherwise be trained as JSON text.
     """
-    hits = [(ex, m.role) for ex in examples for m in _prose(ex) if _looks_like_json(m.content)]
+    hits = [(ex, m.role) for ex in examples for m in ex.turns()
+            if m.role in _PROSE_ROLES and _looks_like_json(m.content)]
     out = [Problem(f"the {role} text is a serialised JSON structure; it will be trained as JSON text",
                    file=ex.origin.file, index=ex.origin.index, line=ex.origin.line, field="content",
                    fix="give the text itself (or content parts of type text); ignore this if the task is to "
@@ -189,11 +190,6 @@ def serialised_json_warnings(examples: list[Example], limit: int = 5) -> list[Pr
     if len(hits) > limit:
         out.append(Problem(f"... {len(hits) - limit} more messages are serialised JSON", severity="warning"))
     return out
-
-
-def _prose(ex: Example) -> list:
-    turns = [*ex.messages, *(m for m in (ex.chosen, ex.rejected, ex.completion) if m is not None)]
-    return [m for m in turns if m.role in _PROSE_ROLES]
 
 
 def _looks_like_json(text: str) -> bool:

@@ -65,11 +65,14 @@ class Example:
     label: bool | None = None
     text: str = ""
 
+    def turns(self) -> list[Message]:
+        """Every message: the conversation, then the chosen, rejected or labelled answer where there is one."""
+        return [*self.messages, *(m for m in (self.chosen, self.rejected, self.completion) if m is not None)]
+
     def texts(self) -> list[str]:
         """Every text in the example (for placeholder filling, duplicate and quality checks)."""
         out = [self.system, self.tools, self.text]
-        turns = [*self.messages, *(m for m in (self.chosen, self.rejected, self.completion) if m is not None)]
-        out += [t for m in turns for t in (m.reasoning, m.content)]
+        out += [t for m in self.turns() for t in (m.reasoning, m.content)]
         return [t for t in out if t]
 
     def prompt_text(self) -> str:

@@ -104,7 +104,7 @@ def create_app(engines: dict[str, Engine], options: ServeOptions | None = None) 
         system, turns = _split_system(req)
         tools = req.tools_json
         ids = engine.prompt_ids(turns, system, tools)
-        opening = _opening(engine, req, turns, system)
+        opening = _opening(engine, req, turns, system, tools)
         ids += engine.tokenizer(opening, add_special_tokens=False)["input_ids"] if opening else []
         job = _job(schedulers[req.model], engine, req, ids, opts)
         names = {t.function.name for t in req.tools or []} if tools else set()
@@ -153,14 +153,14 @@ def _engine(engines: dict[str, Engine], name: str) -> Engine:
     return engines[name]
 
 
-def _opening(engine: Engine, req: ChatCompletionRequest, turns: list[Any], system: str) -> str:
+def _opening(engine: Engine, req: ChatCompletionRequest, turns: list[Any], system: str, tools: str) -> str:
     """For a forced tool call (``tool_choice`` naming a function, or ``required`` with one tool), the start of
     that call as the template writes it; the model completes the arguments. '' when nothing is forced."""
-    name = req.forced_tool if req.tools_json else None
+    name = req.forced_tool if tools else None
     if name is None:
         return ""
     try:
-        return engine.template.call_opening(turns, name, system, req.tools_json)
+        return engine.template.call_opening(turns, name, system, tools)
     except TemplateError as exc:
         raise ApiError(400, f"tool_choice cannot be forced with this model's chat template: {exc}",
                        param="tool_choice", code="unsupported_value") from None

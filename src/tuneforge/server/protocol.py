@@ -333,17 +333,20 @@ def chat_response(model: str, text: str, finish: str, prompt_tokens: int, comple
                   tool_names: set[str] | None = None, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A whole ``chat.completion`` body (``logprobs`` None: not asked)."""
     message, finish = chat_message(text, finish, tool_names or set())
-    choice = {"index": 0, "message": message, "finish_reason": finish,
-              "logprobs": {"content": logprobs} if logprobs is not None else None}
+    choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": _chat_logprobs(logprobs)}
     return {"id": _ids("chatcmpl"), "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [choice], "usage": usage(prompt_tokens, completion_tokens)}
+
+
+def _chat_logprobs(entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The chat API's ``logprobs`` object (None when they were not asked)."""
+    return {"content": entries} if entries is not None else None
 
 
 def chat_chunk(chunk_id: str, model: str, delta: dict[str, Any], finish: str | None = None,
                logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One ``chat.completion.chunk`` of a stream (same ``id`` for every chunk of one answer)."""
-    choice = {"index": 0, "delta": delta, "finish_reason": finish,
-              "logprobs": {"content": logprobs} if logprobs is not None else None}
+    choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": _chat_logprobs(logprobs)}
     return {"id": chunk_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
             "choices": [choice]}
 

@@ -32,12 +32,11 @@ class RunTrainerMixin:
 
     #: Input tokens (no padding) processed in training steps; read by the log and progress callbacks.
     tokens_seen = 0
-    #: LoRA+: learning-rate ratio of the LoRA B matrices; None for a plain optimizer.
-    loraplus_lr_ratio: float | None = None
 
     def __init__(self, *args: Any, loraplus_lr_ratio: float | None = None, **kwargs: Any) -> None:
+        """``loraplus_lr_ratio``: LoRA+, the learning-rate ratio of the LoRA B matrices (None: plain AdamW)."""
+        self.loraplus_lr_ratio = loraplus_lr_ratio  # set first: base constructors may build the optimizer
         super().__init__(*args, **kwargs)
-        self.loraplus_lr_ratio = loraplus_lr_ratio
         self._keep_trainable_dtype()
 
     def create_optimizer(self, model: Any = None) -> Any:
@@ -132,12 +131,11 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
     """``Trainer`` with the loss computed only where labels exist and crash-safe checkpoints.
 
     Args:
-        loraplus_lr_ratio: Learning-rate ratio of LoRA B matrices (LoRA+); None for a plain optimizer.
-        *args, **kwargs: As for ``transformers.Trainer``.
+        *args, **kwargs: As for ``transformers.Trainer``, plus ``loraplus_lr_ratio`` (see the mixin).
     """
 
-    def __init__(self, *args: Any, loraplus_lr_ratio: float | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, loraplus_lr_ratio=loraplus_lr_ratio, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.tokens_seen = 0  # input tokens (no padding) processed in training steps
         # compute_loss divides by the label count of the whole accumulated step; make Trainer count it
         # and not divide again.

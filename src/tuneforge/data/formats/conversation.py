@@ -34,14 +34,19 @@ def parse(record: dict[str, Any], spec: FormatSpec, origin: Origin) -> Example |
                 if (m := _message(t, f"{key}[{j}]", spec.tags, roles, origin, problems, tools))]
     ex = Example("sft", origin, messages, system=as_text(record.get(cols.get("system", ""))),
                  tools=next((t for t in tools if t), ""))
-    offset = 0
-    if messages and messages[0].role == "system":
-        ex.system = ex.system or messages.pop(0).content
-        offset = 1
+    system, offset = _leading_system(messages)
+    ex.system = ex.system or system
     if problems:
         return problems
     _assemble(ex, record, cols, key, spec.tags, roles, problems, offset)
     return problems or ex
+
+
+def _leading_system(messages: list[Message]) -> tuple[str, int]:
+    """Take a leading system turn out of ``messages``: its text, and 1 (the turns' offset in the file) or 0."""
+    if messages and messages[0].role == "system":
+        return messages.pop(0).content, 1
+    return "", 0
 
 
 def _role_map(tags: dict[str, str]) -> dict[str, Role]:
@@ -62,9 +67,10 @@ def _message(turn: Any, where: str, tags: dict[str, str], roles: dict[str, Role]
         problems.append(problem(origin, f"{where}.{role_tag}", f"unknown role {raw_role!r}",
                                 f"use one of: {', '.join(roles)} (or set tags: in the dataset spec)"))
         return None
-    content, raw, known = Content(text=""), turn.get(content_tag), len(problems)
-    if is_parts(maybe_json(raw)):
-        content = read_parts(maybe_json(raw), f"{where}.{content_tag}", origin, problems)
+    content, raw, known = Content(), turn.get(content_tag), len(problems)
+    parts = maybe_json(raw)  # CSV cells hold parts as JSON text
+    if is_parts(parts):
+        content = read_parts(parts, f"{where}.{content_tag}", origin, problems)
         if content.tools and tools is not None:
             tools.append(content.tools)
     else:
@@ -206,6 +212,7 @@ def parse_pairs(record: dict[str, Any], spec: FormatSpec, origin: Origin) -> Exa
     cols, problems = spec.columns, []
     sides = {}
     tools = [tools_text(record.get(cols.get("tools", "")))]
+    roles = _role_map(spec.tags)
     for side in ("chosen", "rejected"):
         key = cols.get(f"{side}_messages", f"{side}_messages")
         turns = maybe_json(record.get(key))
@@ -213,7 +220,6 @@ def parse_pairs(record: dict[str, Any], spec: FormatSpec, origin: Origin) -> Exa
             problems.append(problem(origin, key, f"'{key}' must list the prompt turns and the {side} answer",
                                     f"write '{key}' as [..., user turn, {side} assistant turn]"))
             continue
-        roles = _role_map(spec.tags)
         sides[side] = (key, [m for j, t in enumerate(turns)
                              if (m := _message(t, f"{key}[{j}]", spec.tags, roles, origin, problems, tools))])
     if problems or len(sides) < 2:
@@ -223,10 +229,7 @@ def parse_pairs(record: dict[str, Any], spec: FormatSpec, origin: Origin) -> Exa
         return [problem(origin, rejected_key, "the turns before the last differ between the chosen and rejected "
                         "conversations", "both conversations must share the prompt and differ only in the answer")]
     ex = Example("pairwise", origin, chosen[:-1], tools=next((t for t in tools if t), ""))
-    offset = 0
-    if ex.messages and ex.messages[0].role == "system":
-        ex.system = ex.messages.pop(0).content
-        offset = 1
+    ex.system, offset = _leading_system(ex.messages)
     for side, key, msg in (("chosen", chosen_key, chosen[-1]), ("rejected", rejected_key, rejected[-1])):
         if msg.role not in MODEL_ROLES:
             problems.append(problem(origin, f"{key}[{len(chosen) - 1}]", f"the last turn must be the {side} "

@@ -112,11 +112,11 @@ class ChatTemplate:
         """
         call = Message("tool_call", json.dumps({"name": name, "arguments": {}}))
         turns, _ = self.turns([*messages, call], system, tools)
-        answer = turns[-1].answer
-        at = answer.find(json.dumps(name))
+        answer, quoted = turns[-1].answer, json.dumps(name)
+        at = answer.find(quoted)
         if at < 0:
             raise TemplateError(f"template {self.name!r} does not write the called function's name")
-        return answer[: at + len(json.dumps(name))]
+        return answer[: at + len(quoted)]
 
     def prompt(self, messages: list[Message], system: str = "", tools: str = "") -> str:
         """The text a model continues to answer ``messages`` (generation prompt added)."""

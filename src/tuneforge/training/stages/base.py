@@ -30,6 +30,10 @@ class StageInputs:
     adapter: bool  # the model is a PEFT adapter model
 
 
+#: ``training`` switches that shape batches (padding-free rows, length-grouped sampling).
+LAYOUT_OPTIONS = ("padding_free", "group_by_length")
+
+
 class Stage:
     """Causal-LM training on input_ids/labels (sft); subclasses change data, model, arguments or trainer.
 
@@ -47,14 +51,14 @@ class Stage:
     surrogate_loss = False
     trainer_class: type = TuneforgeTrainer
     #: ``training`` switches of the batch layout this stage applies.
-    layout_options: tuple[str, ...] = ("padding_free", "group_by_length")
+    layout_options: tuple[str, ...] = LAYOUT_OPTIONS
 
     def ignored_settings(self, cfg: RunConfig) -> list[str]:
         """Warnings for layout switches the user turned on explicitly that this stage does not apply."""
         t = cfg.training
         return [f"training.{name}: true has no effect with stage {self.name!r} (its trainer pads batches and "
                 "samples them at random); remove it from the config"
-                for name in ("padding_free", "group_by_length")
+                for name in LAYOUT_OPTIONS
                 if name in t.model_fields_set and getattr(t, name) and name not in self.layout_options]
 
     def load_model(self, base: str, cfg: RunConfig, kwargs: dict[str, Any]) -> Any:
