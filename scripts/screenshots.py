@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the UI-driving helpers live beside the browser test
@@ -57,7 +58,7 @@ def main() -> int:
     return 0
 
 
-def _train(page: object) -> None:
+def _train(page: Any) -> None:
     fill(page, "tf-model", "default")
     fill(page, "tf-datasets", "identity.json")
     fill(page, "tf-placeholders", "name=Forge, author=the tuneforge team")
@@ -65,15 +66,15 @@ def _train(page: object) -> None:
     fill(page, "tf-lr", "0.001")
     fill(page, "tf-max-length", "256")
     fill(page, "tf-run-name", RUN)
-    page.click("#tf-start")  # type: ignore[attr-defined]
+    page.click("#tf-start")
     wait_text(page, "tf-message", f"started {RUN}", 60)
     wait_text(page, "tf-status", "finished", 1800)
-    page.wait_for_timeout(3000)  # type: ignore[attr-defined]  # the last curve refresh
+    page.wait_for_timeout(3000)  # the last curve refresh
 
 
-def _shoot(page: object, name: str) -> None:
+def _shoot(page: Any, name: str) -> None:
     (ROOT / "docs").mkdir(exist_ok=True)
-    page.screenshot(path=str(ROOT / "docs" / name))  # type: ignore[attr-defined]
+    page.screenshot(path=str(ROOT / "docs" / name))
     print(f"wrote docs/{name}")
 
 
