@@ -93,7 +93,10 @@ def recommendations(cfg: RunConfig, eval_metrics: dict[str, Any] | None = None) 
     if eval_metrics:
         items.append(worth_tuning(eval_metrics))
     steps = total_steps(f.cfg, f.n_train)
+    from tuneforge.distributed.strategies import global_batch, planned_world_size
+
     return {"model": f.base, "params": f.shape.params, "n_train": f.n_train, "total_steps": steps,
+            "processes": planned_world_size(f.cfg), "global_batch": global_batch(f.cfg),
             "advice": [{"key": a.key, "value": a.value, "reason": a.reason} for a in items],
             "warnings": step_warnings(f.cfg, f.n_train)}
 
@@ -105,16 +108,25 @@ def _get(cfg: RunConfig, dotted: str) -> Any:
     return obj
 
 
-def estimate(cfg: RunConfig, probe: bool = True, zero_stage: int = 0, offload: bool = False, devices: int = 1,
-             prices: dict[str, float] | None = None, probe_steps: int = 3) -> dict[str, Any]:
-    """Parameters, memory by component, tokens, steps, time on this hardware and hosted cost."""
+def estimate(cfg: RunConfig, probe: bool = True, zero_stage: int | None = None, offload: bool | None = None,
+             devices: int | None = None, prices: dict[str, float] | None = None,
+             probe_steps: int = 3) -> dict[str, Any]:
+    """Parameters, memory by component, tokens, steps, time on this hardware and hosted cost.
+
+    ``zero_stage``, ``offload`` and ``devices`` default to what the config's ``distributed`` section gives
+    (the same figures the batch advice uses); given, they ask "what if".
+    """
     f = gather(cfg)
     t = f.cfg.training
-    setup = replace(setup_from_config(f.cfg, f.on_gpu), batch=t.batch_size or 1, zero_stage=zero_stage,
-                    offload=offload, devices=devices)
+    planned = setup_from_config(f.cfg, f.on_gpu)
+    setup = replace(planned, batch=t.batch_size or 1,
+                    zero_stage=planned.zero_stage if zero_stage is None else zero_stage,
+                    offload=planned.offload if offload is None else offload,
+                    devices=planned.devices if devices is None else devices)
+    zero_stage, offload, devices = setup.zero_stage, setup.offload, setup.devices
     per_step = (t.batch_size or 1) * (t.gradient_accumulation or 1) * max(1, devices)
     steps_per_epoch = math.ceil(f.n_train / per_step)
-    steps = total_steps(f.cfg, f.n_train)
+    steps = math.ceil((t.epochs or 1) * steps_per_epoch) if not t.max_steps else t.max_steps
     epochs = steps / steps_per_epoch  # max_steps may override the epochs
     trained_tokens = int(f.tokens * epochs)
     out: dict[str, Any] = {
@@ -122,7 +134,8 @@ def estimate(cfg: RunConfig, probe: bool = True, zero_stage: int = 0, offload: b
         "setup": {"method": setup.method, "precision": setup.precision, "batch": setup.batch,
                   "gradient_accumulation": t.gradient_accumulation, "length": setup.length,
                   "gradient_checkpointing": setup.gradient_checkpointing, "zero_stage": zero_stage,
-                  "offload": offload, "devices": devices},
+                  "offload": offload, "devices": devices, "strategy": f.cfg.distributed.strategy,
+                  "global_batch": per_step},
         "memory_gib": {k: round(v, 3) for k, v in memory_gib(f.shape, setup).items()},
         "available_gib": round(f.available_gib, 1), "n_train": f.n_train, "tokens": f.tokens,
         "epochs": round(epochs, 3), "steps": {"per_epoch": steps_per_epoch, "total": steps},

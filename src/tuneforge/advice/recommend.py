@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from tuneforge.advice.estimate import ModelShape, Setup, largest_batch, memory_gib
 from tuneforge.config.schema import RunConfig
+from tuneforge.distributed.strategies import global_batch, planned_world_size
 
 #: Effective batch (examples per optimizer step) aimed at when the user gives neither batch nor accumulation.
 EFFECTIVE_BATCH = 16
@@ -87,10 +88,12 @@ def _batch_size(cfg: RunConfig, f: Facts) -> tuple[object, str]:
 
 
 def _gradient_accumulation(cfg: RunConfig, f: Facts) -> tuple[object, str]:
-    bs = cfg.training.batch_size or 1
-    per_epoch = max(1, f.n_train // bs)
-    ga = max(1, min(EFFECTIVE_BATCH // bs, per_epoch // 4 or 1))
-    return ga, f"effective batch {bs * ga} (aim {EFFECTIVE_BATCH}, but at least ~4 optimizer steps per epoch)"
+    bs, n = cfg.training.batch_size or 1, planned_world_size(cfg)
+    per_epoch = max(1, f.n_train // (bs * n))
+    ga = max(1, min(EFFECTIVE_BATCH // (bs * n), per_epoch // 4 or 1))
+    spread = f" = {bs} per device x {ga} x {n} processes" if n > 1 else ""
+    return ga, (f"global batch {bs * ga * n}{spread} (aim {EFFECTIVE_BATCH}, but at least ~4 optimizer steps "
+                "per epoch)")
 
 
 def _warmup(cfg: RunConfig, f: Facts) -> tuple[object, str]:
@@ -157,8 +160,8 @@ RULES: list[tuple[str, str, Rule]] = [
 
 
 def rows_per_step(cfg: RunConfig) -> int:
-    """Examples one optimizer step trains on: batch x accumulation."""
-    return (cfg.training.batch_size or 1) * (cfg.training.gradient_accumulation or 1)
+    """Examples one optimizer step trains on: the global batch (batch x accumulation x processes)."""
+    return global_batch(cfg)
 
 
 def total_steps(cfg: RunConfig, n_train: int) -> int:
@@ -170,12 +173,20 @@ def total_steps(cfg: RunConfig, n_train: int) -> int:
 
 
 def setup_from_config(cfg: RunConfig, on_gpu: bool) -> Setup:
-    """The memory-relevant choices of a config (precision: bf16 on GPUs, fp32 on CPUs unless set)."""
+    """The memory-relevant choices of a config (precision: bf16 on GPUs, fp32 on CPUs unless set).
+
+    The distributed strategy's sharding (ZeRO stage or its FSDP equivalent, offload) over the planned
+    processes is part of it: the per-device batch advice and ``estimate`` use the same figures.
+    """
+    from tuneforge.distributed.strategies import STRATEGIES
+
     t, m = cfg.training, cfg.method
     precision = t.precision if t.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    shard = STRATEGIES.get(cfg.distributed.strategy).sharding(cfg)
     return Setup(method=m.name, precision=precision, batch=t.batch_size or 1, length=cfg.data.max_length,
                  gradient_checkpointing=t.gradient_checkpointing, lora_rank=m.lora.rank, lora_targets=m.lora.targets,
-                 trainable_layers=m.freeze.trainable_layers, quant_bits=m.quant_bits)
+                 trainable_layers=m.freeze.trainable_layers, quant_bits=m.quant_bits, zero_stage=shard.zero_stage,
+                 offload=shard.offload, devices=planned_world_size(cfg))
 
 
 def recommend(cfg: RunConfig, n_train: int, n_params: int, on_gpu: bool = False, shape: ModelShape | None = None,

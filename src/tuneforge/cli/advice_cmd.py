@@ -49,6 +49,8 @@ def recommend(target: str = TARGET, overrides: list[str] = OVERRIDES,
     for a in out["advice"]:
         table.add_row(a["key"], str(a["value"]), a["reason"])
     console.print(table)
+    console.print(f"global batch: {out['global_batch']} examples per optimizer step over {out['processes']} "
+                  "process(es)", highlight=False)
     for w in out["warnings"]:
         console.print(f"[yellow]warning[/]: {w}")
 
@@ -70,9 +72,12 @@ def _prices(values: list[str] | None) -> dict[str, float] | None:
 def estimate(target: str = TARGET, overrides: list[str] = OVERRIDES,
              data: str = typer.Option(None, "--data", help="A data file (instead of a config)."),
              model: str = typer.Option(None, "--model", help="The model to tune (default: the embedded one)."),
-             zero_stage: int = typer.Option(0, "--zero-stage", min=0, max=3, help="DeepSpeed ZeRO stage 0-3."),
-             offload: bool = typer.Option(False, "--offload", help="Offload optimizer states (ZeRO) to CPU."),
-             devices: int = typer.Option(1, "--devices", min=1, help="Number of GPUs sharing the work."),
+             zero_stage: int = typer.Option(None, "--zero-stage", min=0, max=3, help="ZeRO stage 0-3 (default: "
+                                            "the config's distributed strategy; FSDP full_shard counts as 3)."),
+             offload: bool = typer.Option(None, "--offload/--no-offload", help="Offload optimizer states (ZeRO) to "
+                                          "CPU (default: the config's distributed.offload)."),
+             devices: int = typer.Option(None, "--devices", min=1, help="Processes sharing the work (default: "
+                                         "the config's nproc_per_node x nnodes)."),
              price: list[str] = typer.Option(None, "--price", help="Hosted price NAME=CNY per 1,000 tokens "
                                              "(repeatable; replaces the seed's table)."),
              probe: bool = typer.Option(True, "--probe/--no-probe", help="Time a few real steps on this machine."),
@@ -88,6 +93,8 @@ def estimate(target: str = TARGET, overrides: list[str] = OVERRIDES,
     console.print(f"model {out['model']}: {out['params']:,} parameters, {out['trainable_params']:,} trainable "
                   f"({s['method']}, {s['precision']}, batch {s['batch']} x {s['gradient_accumulation']}, "
                   f"length {s['length']})", highlight=False)
+    console.print(f"distributed: {s['strategy']}, {s['devices']} process(es), ZeRO stage {s['zero_stage']}"
+                  f"{', offload' if s['offload'] else ''}; global batch {s['global_batch']}", highlight=False)
     table = Table(title="memory per device (GiB)")
     for col in ("weights", "gradients", "optimizer", "activations", "total"):
         table.add_column(col, justify="right")

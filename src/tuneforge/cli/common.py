@@ -49,6 +49,12 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except TuneforgeError as exc:
+            from tuneforge.distributed import world
+
+            if not world.is_main():  # rank 0 prints the whole error; the others say only that they stopped
+                if not isinstance(exc, world.PeerFailed):
+                    err_console.print(f"[rank {world.rank()}] error: {exc.title}", highlight=False, markup=False)
+                raise typer.Exit(exc.exit_code) from None
             # soft_wrap: paths and fixes stay on one line (copyable); the terminal wraps them
             err_console.print(f"[bold red]error:[/] {exc.title}", highlight=False, soft_wrap=True)
             if exc.problems:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from tuneforge.cli.common import console, handle_errors
@@ -12,13 +14,25 @@ OVERRIDES = typer.Argument(None, help="key.sub=value overrides, e.g. training.le
 @handle_errors
 def train(config: str = typer.Argument(..., help="The run config (.yaml)."), overrides: list[str] = OVERRIDES,
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run of the same name."),
-          no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs only).")) -> None:
-    """Train as configured; an unfinished run of the same name resumes from its last checkpoint."""
+          no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs only)."),
+          print_launch: bool = typer.Option(False, "--print-launch", help="Print the command to run on each "
+                                            "machine of a distributed run, and exit.")) -> None:
+    """Train as configured; an unfinished run of the same name resumes from its last checkpoint.
+
+    With ``distributed.strategy`` and several processes, this command starts the workers itself.
+    """
     from tuneforge.config import load_config
+    from tuneforge.distributed import launch, world
     from tuneforge.training.runner import train as run_training
 
     cfg = load_config(config, overrides or [])
     echo = lambda m: console.print(m, highlight=False, markup=False)  # noqa: E731
+    if print_launch:
+        _print_launch(cfg, config, overrides or [])
+        return
+    if launch.needs_launch(cfg):
+        launch.launch(cfg, config, overrides or [], overwrite, not no_progress, echo)  # rank 0 prints the outcome
+        return
     if cfg.search is not None:
         from tuneforge.training.search import run_search
 
@@ -41,7 +55,7 @@ def train(config: str = typer.Argument(..., help="The run config (.yaml)."), ove
         return
     result = run_training(cfg, config, overwrite, echo=lambda m: console.print(m, highlight=False, markup=False),
                           progress=not no_progress)
-    if result.interrupted:
+    if result.interrupted or not world.is_main():  # rank 0 speaks for a distributed run
         return
     console.print(f"[green]finished[/]: {result.steps} steps, final loss {result.final_loss}")
     console.print(f"model: {result.run.model}")
@@ -54,3 +68,18 @@ def train(config: str = typer.Argument(..., help="The run config (.yaml)."), ove
         print_table(e.n, e.metrics, e.judge, e.verdict)
     console.print(f"report: {result.report}")
     console.print(f"run: {result.run.root}")
+
+
+def _print_launch(cfg: Any, config: str, overrides: list[str]) -> None:
+    """One command per machine, then the torchrun equivalent."""
+    from tuneforge.distributed import launch
+
+    commands = launch.node_commands(cfg, config, overrides)
+    console.print(f"# {cfg.distributed.strategy}: {len(commands)} machine(s) x {launch.launch_plan(cfg).nproc} "
+                  "process(es); run on each machine, from the same folder and config:", highlight=False)
+    for k, command in enumerate(commands):
+        console.print(f"# machine {k}\n{command}", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"# the same with torchrun (NODE_RANK = 0..{len(commands) - 1}):\n"
+                  f"{launch.torchrun_equivalent(cfg, config, overrides)}", highlight=False, markup=False,
+                  soft_wrap=True)
+

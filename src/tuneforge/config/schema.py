@@ -36,6 +36,9 @@ class ModelConfig(Section):
     )
     gguf_file: str | None = Field(None, description="File name inside name_or_path when it is a folder of GGUF files.")
     trust_remote_code: bool = Field(False, description="Allow custom model code from the model folder.")
+    device_map: Literal["auto"] | None = Field(
+        None, description="'auto': spread the layers of one model over every GPU of one process (model parallelism "
+        "for models larger than one GPU; training with adapters, chat, eval, serve). None: one device.")
 
 
 class DatasetSpec(Section):
@@ -323,6 +326,64 @@ class StageConfig(Section):
     )
 
 
+Strategy = Literal["none", "ddp", "fsdp", "deepspeed"]
+
+
+class FsdpConfig(Section):
+    """FSDP2 (``fully_shard`` through accelerate) options."""
+
+    sharding: Literal["full_shard", "shard_grad_op"] = Field(
+        "full_shard", description="full_shard: weights, gradients and optimizer states sharded (like ZeRO-3); "
+        "shard_grad_op: weights gathered between forward and backward (like ZeRO-2, faster, more memory).")
+    activation_checkpointing: bool = Field(
+        False, description="FSDP's own activation checkpointing (use it instead of training.gradient_checkpointing).")
+    cpu_offload: bool = Field(False, description="Keep parameters and gradients in CPU memory between uses.")
+
+
+class DistributedConfig(Section):
+    """Several processes: one per GPU (or N on a CPU), on one machine or several (docs/distributed.md)."""
+
+    strategy: Strategy = Field(
+        "none", description="none: one process; ddp: a full copy per process (the model fits one device); fsdp "
+        "or deepspeed: weights, gradients and optimizer states sharded across processes (it does not fit).")
+    nproc_per_node: int | Literal["auto"] = Field(
+        "auto", description="Processes per machine: 'auto' = every GPU (1 without a GPU), or a number "
+        "(processes on a CPU).")
+    nnodes: int = Field(1, ge=1, description="Machines taking part; run the same command on each (--print-launch).")
+    node_rank: int = Field(0, ge=0, description="This machine's index, 0 .. nnodes-1 (0 hosts the rendezvous).")
+    master_addr: str = Field("127.0.0.1", description="Address of machine 0, reachable from every machine.")
+    master_port: int | None = Field(
+        None, ge=1, le=65535, description="Rendezvous port on machine 0; default: a free port on one machine, "
+        "29500 across machines.")
+    timeout: int = Field(
+        300, ge=5, description="Seconds to wait for every machine to join and for any collective operation "
+        "before failing with an error instead of hanging.")
+    zero_stage: Literal[1, 2, 3] = Field(
+        2, description="deepspeed: 1 shards optimizer states, 2 also gradients, 3 also the weights.")
+    offload: Literal["none", "optimizer", "optimizer+params"] = Field(
+        "none", description="deepspeed: move optimizer states (and with zero_stage 3 the weights) to CPU memory.")
+    deepspeed_config: str | None = Field(
+        None, description="deepspeed: your own DeepSpeed JSON; values that contradict this config are errors.")
+    fsdp: FsdpConfig = Field(default_factory=FsdpConfig)
+
+    @field_validator("nproc_per_node")
+    @classmethod
+    def _positive(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("use 'auto' (every GPU) or a number of processes >= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _node_rank_in_range(self) -> DistributedConfig:
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} is outside 0..{self.nnodes - 1} (nnodes={self.nnodes}): "
+                             "number the machines 0 .. nnodes-1")
+        if self.offload == "optimizer+params" and self.zero_stage != 3:
+            raise ValueError("offload 'optimizer+params' needs zero_stage 3 (only ZeRO-3 shards the weights); "
+                             "use offload 'optimizer' or zero_stage 3")
+        return self
+
+
 class RunConfig(Section):
     """A whole run: one YAML file, every command accepts it."""
 
@@ -334,6 +395,7 @@ class RunConfig(Section):
     alignment: AlignmentConfig = Field(default_factory=AlignmentConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     search: SearchConfig | None = Field(None, description="Hyper-parameter search (Optuna) over this config.")
     stages: list[StageConfig] = Field(
         default_factory=list,

@@ -28,14 +28,14 @@ class JsonlLogger(TrainerCallback):
         self._last = (time.perf_counter(), 0)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        self._last = (time.perf_counter(), self.trainer_ref[0].tokens_seen)
+        self._last = (time.perf_counter(), self.trainer_ref[0].tokens_total)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
         if not logs:
             return
         row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         if "loss" in logs:
-            now, tokens = time.perf_counter(), self.trainer_ref[0].tokens_seen
+            now, tokens = time.perf_counter(), self.trainer_ref[0].tokens_total
             row.update(loss=logs["loss"], ppl=None if self.metrics else _ppl(logs["loss"]), lr=logs.get("learning_rate"),
                        grad_norm=logs.get("grad_norm"),
                        tokens_per_s=round((tokens - self._last[1]) / max(1e-9, now - self._last[0]), 1))

@@ -17,6 +17,9 @@ from tuneforge.advice.recommend import recommend, step_warnings, total_steps
 from tuneforge.config.schema import RunConfig
 from tuneforge.data.templates import ChatTemplate, resolve_template
 from tuneforge.data.templates.check import template_warnings
+from tuneforge.distributed import world
+from tuneforge.distributed.strategies import STRATEGIES, global_batch
+from tuneforge.distributed.support import check_distributed
 from tuneforge.models.loading import load_tokenizer, resolve_model
 from tuneforge.models.tuning import TUNING, trainable_summary
 from tuneforge.training import data as training_data
@@ -25,7 +28,7 @@ from tuneforge.training.precision import Precision, choose_precision
 from tuneforge.training.report import plot_curves, read_log, write_report
 from tuneforge.training.rundir import RunDir, open_run
 from tuneforge.training.stages import STAGES
-from tuneforge.utils.errors import ConfigError, Problem
+from tuneforge.utils.errors import ConfigError, Problem, TuneforgeError
 
 Echo = Callable[[str], None]
 #: Length of the base model's own answers used as replay data (short answers keep replay cheap).
@@ -59,66 +62,95 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
         TuneforgeError: bad config or data, a finished run in the way, a NaN loss, no disk space.
     """
     stage = _stage(cfg)
+    strategy = check_distributed(cfg, stage)
+    world.start(cfg.distributed.timeout)
     _set_threads(cfg)
-    run, resuming = open_run(cfg, config_path, overwrite)
-    echo(f"run: {run.root}" + ("  (resuming from " + str(run.last_checkpoint()) + ")" if resuming else ""))
+    main = world.is_main()
+    say: Echo = echo if main else (lambda m: None)  # one voice: rank 0 speaks for every process
+    run, resuming = world.on_main(lambda: open_run(cfg, config_path, overwrite))
+    say(f"run: {run.root}" + ("  (resuming from " + str(run.last_checkpoint()) + ")" if resuming else ""))
     for line in stage.ignored_settings(cfg):
-        echo(f"warning: {line}")
+        say(f"warning: {line}")
     precision = choose_precision(cfg.training.precision)
-    echo(f"precision: {precision.name} on {precision.device} ({precision.reason})")
+    say(f"precision: {precision.name} on {precision.device} ({precision.reason})")
+    if world.world_size() > 1:
+        say(f"distributed: {strategy.name}, {world.world_size()} processes ({cfg.distributed.nnodes} machine(s))")
     base = resolve_model(cfg.model.name_or_path, cfg.model.gguf_file)
     tokenizer = load_tokenizer(base, trust_remote_code=cfg.model.trust_remote_code)
     template = resolve_template(cfg.template.name, tokenizer, cfg.template.system)
     for w in template_warnings(template, tokenizer):
-        echo(f"warning: {w.message}")
+        say(f"warning: {w.message}")
     method = TUNING.get(cfg.method.name)
     set_seed(cfg.training.seed)  # new heads (a reward model's score layer) start the same in every run
     model = _load_model(base, cfg, precision, method, stage)
-    data = training_data.prepare(cfg, tokenizer, template, stage.name, _answerer(model, tokenizer, template),
-                                 process=lambda examples, opts: stage.prepare_data(cfg, examples, opts))
+    # the data is read and tokenized once, by rank 0, and handed to the other ranks
+    data = world.on_main(lambda: training_data.prepare(
+        cfg, tokenizer, template, stage.name, _answerer(model, tokenizer, template),
+        process=lambda examples, opts: stage.prepare_data(cfg, examples, opts)))
     cfg, advice = recommend(cfg, len(data.train), sum(p.numel() for p in model.parameters()),
                             precision.device == "cuda", n_eval=data.n_eval)
     cfg, stage_advice = stage.defaults(cfg, data.train.columns)
     advice_lines = [a.line() for a in advice] + stage_advice
     for line in advice_lines:
-        echo(f"advice: {line}")
+        say(f"advice: {line}")
     for w in step_warnings(cfg, len(data.train)):
-        echo(f"warning: {w}")
-    _write_inputs(run, cfg, data.report, advice_lines)
+        say(f"warning: {w}")
+    if main:
+        _write_inputs(run, cfg, data.report, advice_lines)
     set_seed(cfg.training.seed)  # adapter initialisation is random: same seed, same run
     model = method.apply(model, cfg)
     counts = trainable_summary(model)
-    echo(f"method: {cfg.method.name}, trainable parameters {counts['trainable']:,} of {counts['total']:,}")
-    trainer, guard, interrupt = _build_trainer(cfg, run, model, tokenizer, data, precision, stage, progress)
+    say(f"method: {cfg.method.name}, trainable parameters {counts['trainable']:,} of {counts['total']:,}")
+    trainer, guard, interrupt = _build_trainer(cfg, run, model, tokenizer, data, precision, stage,
+                                               progress and main)
     for callback in callbacks or []:
         trainer.add_callback(callback)
-    run.set_state("running", base_model=base)
+    if main:
+        run.set_state("running", base_model=base)
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=run.last_checkpoint() if resuming else None)
         guard.raise_if_tripped(run.last_checkpoint())
     except Exception:
-        run.set_state("failed", step=trainer.state.global_step)
+        if main:
+            run.set_state("failed", step=trainer.state.global_step)
         raise
     seconds = time.perf_counter() - started
     train_rows, _ = read_log(run.log)
     final_loss = train_rows[-1]["loss"] if train_rows else None
     if interrupt.requested:
-        run.set_state("interrupted", step=trainer.state.global_step)
-        echo(f"interrupted: checkpoint saved at step {trainer.state.global_step}; run the same command to resume")
+        if main:
+            run.set_state("interrupted", step=trainer.state.global_step)
+        say(f"interrupted: checkpoint saved at step {trainer.state.global_step}; run the same command to resume")
         return TrainResult(run, True, trainer.state.global_step, final_loss, model=trainer.model,
                            tokens=trainer.tokens_seen, train_seconds=seconds)
     _save_final(trainer, run, tokenizer, template, cfg, base, stage.name, method.adapter)
+    if not main:
+        return TrainResult(run, False, trainer.state.global_step, final_loss, tokens=trainer.tokens_seen,
+                           train_seconds=seconds)
     plots = plot_curves(run.log, run.plots, stage.metrics)
     summary = {"stage": stage.name, "method": cfg.method.name, "base model": base, "steps": trainer.state.global_step,
                "final train loss": final_loss, "precision": f"{precision.name} ({precision.reason})",
                "trainable parameters": f"{counts['trainable']:,} of {counts['total']:,}",
-               "training rows": len(data.train), "model": str(run.model)}
+               "training rows": len(data.train), "model": str(run.model), **_layout(cfg)}
     report = write_report(run.root, run.log, summary, advice_lines, plots, stage.metrics, stage.surrogate_loss)
     run.set_state("finished", step=trainer.state.global_step)
-    evaluation = _auto_eval(cfg, run, trainer.model, tokenizer, template, data.test, base, stage.name, echo)
+    tuned = trainer.model if strategy.name in ("none", "ddp") else None  # sharded weights: read the saved model
+    evaluation = _auto_eval(cfg, run, tuned, tokenizer, template, data.test, base, stage.name, say)
     return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model,
                        trainer.tokens_seen, seconds, evaluation, _reference(trainer))
+
+
+def _layout(cfg: RunConfig) -> dict[str, Any]:
+    """How the work was divided, for the report: processes and the global batch."""
+    n = world.world_size()
+    t = cfg.training
+    out: dict[str, Any] = {"global batch": f"{global_batch(cfg, n)} examples per optimizer step "
+                                           f"({t.batch_size} per device x {t.gradient_accumulation} accumulated"
+                                           f" x {n} process{'es' if n > 1 else ''})"}
+    if n > 1:
+        out["distributed"] = f"{cfg.distributed.strategy}, {n} processes on {cfg.distributed.nnodes} machine(s)"
+    return out
 
 
 def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template: ChatTemplate, test: list[Any],
@@ -135,12 +167,17 @@ def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template
     items = eval_items(cfg) if e.file else items_from_examples(test)[: e.max_samples]
     if not items:
         return None
-    model.config.use_cache = True
-    try:
-        result = evaluate_engine(cfg, Engine(model.eval(), tokenizer, template), items, base, run.root / "eval", echo)
-    finally:  # a later stage may train this model further: padding-free attention needs use_cache off
-        model.config.use_cache = False
-        model.train()
+    if model is None:  # trained sharded (FSDP, ZeRO): the saved model is the one complete copy
+        engine = Engine.load(str(run.root), cfg.template.name, cfg.template.system)
+        result = evaluate_engine(cfg, engine, items, base, run.root / "eval", echo)
+    else:
+        model.config.use_cache = True
+        try:
+            result = evaluate_engine(cfg, Engine(model.eval(), tokenizer, template), items, base, run.root / "eval",
+                                     echo)
+        finally:  # a later stage may train this model further: padding-free attention needs use_cache off
+            model.config.use_cache = False
+            model.train()
     md = next(p for p in result.files if p.name == "eval.md")
     add_to_run_report(run.root / "report.md", md.read_text(encoding="utf-8"), md.with_name("eval.png"))
     return result
@@ -163,7 +200,8 @@ def _set_threads(cfg: RunConfig) -> None:
     import torch
 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(cfg.training.threads or usable)
+    # processes on one machine share its cores; more threads than cores only adds switching
+    torch.set_num_threads(cfg.training.threads or max(1, usable // world.local_world_size()))
 
 
 def _load_model(base: str, cfg: RunConfig, precision: Precision, method: Any, stage: Any) -> Any:
@@ -174,9 +212,11 @@ def _load_model(base: str, cfg: RunConfig, precision: Precision, method: Any, st
     dtype = precision.dtype if (method.adapter and on_gpu) else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": _attention(on_gpu)}
     quant = method.quantization_config(cfg, precision.dtype if on_gpu else torch.float32)
-    if quant is not None:
+    if quant is not None:  # quantized weights are placed at load time: this process's own GPU
         kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": 0} if on_gpu else {"": "cpu"}
+        kwargs["device_map"] = {"": world.local_rank()} if on_gpu else {"": "cpu"}
+    if cfg.model.device_map == "auto":  # layers spread over every GPU of this one process
+        kwargs["device_map"] = "auto"
     model = stage.load_model(base, cfg, kwargs)
     model.config.use_cache = False  # required for exact padding-free attention (see data/collators.py)
     if cfg.training.gradient_checkpointing:
@@ -230,8 +270,10 @@ def _build_trainer(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, data
     has_eval = data.eval is not None
     ref: list[Any] = []
     guard, interrupt = NanGuard(), Interrupt()
-    callbacks = [JsonlLogger(run.log, ref, stage.metrics), guard, interrupt, Progress(ref, progress),
-                 TensorBoardCallback(tb_writer=SummaryWriter(str(run.root / "tensorboard")))]
+    callbacks: list[Any] = [guard, interrupt]
+    if world.is_main():  # one run folder: only rank 0 writes the log and the events
+        callbacks += [JsonlLogger(run.log, ref, stage.metrics), Progress(ref, progress),
+                      TensorBoardCallback(tb_writer=SummaryWriter(str(run.root / "tensorboard")))]
     callbacks += _early_stopping(cfg, has_eval)
     on_gpu = precision.device == "cuda"
     trainer = stage.build(StageInputs(
@@ -257,7 +299,8 @@ def _training_args(cfg: RunConfig, run: RunDir, precision: Precision, has_eval: 
     """``TrainingArguments`` keywords shared by every stage (TRL configs accept them too)."""
     t = cfg.training
     scheduler = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[t.scheduler]
-    return dict(
+    engine = STRATEGIES.get(cfg.distributed.strategy).training_args(cfg, precision.name, world.world_size())
+    return engine | dict(
         output_dir=str(run.checkpoints), num_train_epochs=t.epochs or 1, max_steps=t.max_steps or -1,
         learning_rate=t.learning_rate, per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation,
@@ -279,8 +322,15 @@ def _save_final(trainer: Any, run: RunDir, tokenizer: Any, template: ChatTemplat
     import shutil
 
     tmp = run.root / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
+    if world.is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
+    world.barrier()
+    _gather_full_state(trainer)
+    trainer.save_model(str(tmp))  # every rank: sharded engines gather the weights; rank 0 writes them
+    world.barrier()
+    if not world.is_main():
+        return
+    _require_weights(tmp, adapter)
     tokenizer.chat_template = template.source  # chat, serve, eval and export render as training did
     tokenizer.save_pretrained(str(tmp))
     meta = {"base_model": base, "stage": stage, "method": cfg.method.name, "adapter": adapter,
@@ -290,3 +340,25 @@ def _save_final(trainer: Any, run: RunDir, tokenizer: Any, template: ChatTemplat
     if run.model.exists():
         shutil.rmtree(run.model)
     os.replace(tmp, run.model)
+
+
+def _gather_full_state(trainer: Any) -> None:
+    """FSDP checkpoints are sharded per rank; the final model is one full state dict (gathered by accelerate)."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
+def _require_weights(folder: Path, adapter: bool) -> None:
+    """Refuse to finish a run whose saved model has no weights (a known failure of sharded saves elsewhere)."""
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    tensors = 0
+    for f in files:
+        with safe_open(str(f), "pt") as fh:
+            tensors += sum(1 for k in fh.keys() if fh.get_slice(k).get_shape() and 0 not in fh.get_slice(k).get_shape())
+    if tensors == 0:
+        raise TuneforgeError("the saved model is empty", [Problem(
+            f"{folder} has no non-empty weight tensors ({'adapter' if adapter else 'model'} files: "
+            f"{[f.name for f in files] or 'none'})", field="distributed.strategy",
+            fix="report this with the run's config; the last checkpoint is kept and the run can be resumed")])

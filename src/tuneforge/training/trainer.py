@@ -30,8 +30,10 @@ class RunTrainerMixin:
     same checkpoints, resume and tokens/s logging as SFT.
     """
 
-    #: Input tokens (no padding) processed in training steps; read by the log and progress callbacks.
+    #: Input tokens (no padding) this process trained on; read by the progress callback.
     tokens_seen = 0
+    #: The same summed over every process, refreshed at each training log (read by the JSONL log).
+    tokens_total = 0
 
     def __init__(self, *args: Any, loraplus_lr_ratio: float | None = None, **kwargs: Any) -> None:
         """``loraplus_lr_ratio``: LoRA+, the learning-rate ratio of the LoRA B matrices (None: plain AdamW)."""
@@ -68,6 +70,14 @@ class RunTrainerMixin:
             if p.requires_grad and p.dtype != dtype and p.dtype.is_floating_point:
                 p.data = p.data.to(dtype)
 
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Before a training log line, sum the token counts of every process (all ranks log together)."""
+        if "loss" in logs:
+            count = torch.tensor(float(self.tokens_seen), device=self.args.device)
+            self.tokens_total = int(self.accelerator.reduce(count, "sum").item()) if self.args.world_size > 1 \
+                else self.tokens_seen
+        super().log(logs, *args, **kwargs)  # type: ignore[misc]
+
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         """Count the step's real tokens, then train as the base class does."""
         if isinstance(inputs, dict):
@@ -86,6 +96,8 @@ class RunTrainerMixin:
     # --- crash-safe checkpoints -------------------------------------------------------------------
     # Trainer writes checkpoint-N in place; a kill in the middle leaves a folder that looks complete
     # to get_last_checkpoint. We let it write into a staging folder and rename it when complete.
+    # In a distributed run every rank writes its part (its RNG state; FSDP/ZeRO shards) into the same
+    # staging folder; rank 0 renames it once all have finished, so a checkpoint is complete or absent.
     # (Overrides the private _save_checkpoint/_get_output_dir of transformers 5.x; the kill-and-resume
     # test in tests/e2e fails if upstream changes them.)
 
@@ -98,20 +110,28 @@ class RunTrainerMixin:
         run_dir = super()._get_output_dir(trial)
         self._check_disk(run_dir)
         name = f"checkpoint-{self.state.global_step}"
-        self._staging = os.path.join(run_dir, f".staging-{name}")
-        shutil.rmtree(self._staging, ignore_errors=True)
+        staging = os.path.join(run_dir, f".staging-{name}")
+        if self.args.process_index == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self._staging = staging
         try:
             super()._save_checkpoint(model, trial)
         finally:
-            staged, self._staging = os.path.join(self._staging, name), None
-        final = os.path.join(run_dir, name)
+            self._staging = None
+        self.accelerator.wait_for_everyone()  # every rank's part is on disk
+        if self.args.process_index == 0:
+            self._publish(os.path.join(staging, name), os.path.join(run_dir, name))
+        self.accelerator.wait_for_everyone()  # no rank goes on before the checkpoint is in place
+
+    def _publish(self, staged: str, final: str) -> None:
+        """Rename a complete staged checkpoint into place, then keep only the newest ``save_total_limit``."""
         if os.path.exists(final):
             shutil.rmtree(final)
         os.replace(staged, final)
         shutil.rmtree(os.path.dirname(staged), ignore_errors=True)
-        if self.args.should_save:
-            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+        rotate_checkpoints(output_dir=os.path.dirname(final), save_total_limit=self.args.save_total_limit,
+                           best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
 
     def _check_disk(self, run_dir: str) -> None:
         """Refuse to start a checkpoint that cannot fit (trainable weights, 2 Adam moments, model weights)."""
@@ -161,6 +181,11 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
             count += n
         denom = num_items_in_batch if num_items_in_batch is not None else max(1, count)
         loss = total / (denom.to(total.device) if torch.is_tensor(denom) else denom)
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # num_items_in_batch counts the labels of every rank; DDP/FSDP then average the ranks' gradients.
+            # Scaling by the process count makes the step's gradient that of (sum of all token losses) /
+            # (all labels): the loss of one process with the whole global batch (as Trainer.compute_loss does).
+            loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
@@ -225,7 +250,9 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.train_sampling_strategy != "group_by_length" or "length" not in dataset.column_names:
             return super()._get_train_sampler(train_dataset)
-        batch = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+        # grouped by the global batch: accelerate deals consecutive batches to the ranks, so every process
+        # count sees the same examples in the same optimizer step
+        batch = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
         return EpochLengthGroupedSampler(list(dataset["length"]), batch, self.args.data_seed or self.args.seed)
 
     def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,

@@ -52,6 +52,8 @@ class Stage:
     trainer_class: type = TuneforgeTrainer
     #: ``training`` switches of the batch layout this stage applies.
     layout_options: tuple[str, ...] = LAYOUT_OPTIONS
+    #: ``distributed.strategy`` values this stage is tested under (tests/e2e/test_distributed.py).
+    strategies: tuple[str, ...] = ("none", "ddp", "fsdp", "deepspeed")
 
     def ignored_settings(self, cfg: RunConfig) -> list[str]:
         """Warnings for layout switches the user turned on explicitly that this stage does not apply."""
@@ -117,6 +119,8 @@ class TrlStage(Stage):
     #: The config has ``max_length`` (set to ``data.max_length``).
     truncates = True
     layout_options = ()
+    #: Replicated copies only: a frozen reference or a reward model beside a sharded policy is not tested.
+    strategies = ("none", "ddp")
 
     def arguments(self, s: StageInputs) -> dict[str, Any]:
         """Stage-specific keywords of ``config_class`` (beta, loss type, ...)."""

@@ -218,6 +218,9 @@ class PPOTrainer(RunTrainerMixin, Trainer):
 class PpoStage(TrlStage):
     """``ppo``: reward-model RLHF (the classic RLHF recipe: reward model first, then PPO against it)."""
 
+    #: Our own rollout loop generates with the unwrapped policy: one process (device_map auto for big models).
+    strategies = ("none",)
+
     name = "ppo"
     metrics = ("reward", "kl", "value_loss")
     surrogate_loss = True
