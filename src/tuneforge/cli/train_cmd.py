@@ -74,12 +74,16 @@ def _print_launch(cfg: Any, config: str, overrides: list[str]) -> None:
     """One command per machine, then the torchrun equivalent."""
     from tuneforge.distributed import launch
 
-    commands = launch.node_commands(cfg, config, overrides)
-    console.print(f"# {cfg.distributed.strategy}: {len(commands)} machine(s) x {launch.launch_plan(cfg).nproc} "
-                  "process(es); run on each machine, from the same folder and config:", highlight=False)
+    plan = launch.launch_plan(cfg)
+    commands = launch.node_commands(plan, config, overrides)
+    console.print(f"# {cfg.distributed.strategy}: {plan.nnodes} machine(s) x {plan.nproc} process(es) = {plan.world}; "
+                  "run on each machine, from the same folder, with the same config and data:",
+                  highlight=False, markup=False, soft_wrap=True)
+    if plan.nnodes > 1 and plan.master_addr in ("127.0.0.1", "localhost"):
+        console.print("# note: distributed.master_addr is this machine's loopback address; the other machines need "
+                      "machine 0's network address", highlight=False, markup=False, soft_wrap=True)
     for k, command in enumerate(commands):
         console.print(f"# machine {k}\n{command}", highlight=False, markup=False, soft_wrap=True)
-    console.print(f"# the same with torchrun (NODE_RANK = 0..{len(commands) - 1}):\n"
-                  f"{launch.torchrun_equivalent(cfg, config, overrides)}", highlight=False, markup=False,
+    console.print(f"# the same with torchrun (NODE_RANK = 0..{plan.nnodes - 1}):\n"
+                  f"{launch.torchrun_equivalent(plan, config, overrides)}", highlight=False, markup=False,
                   soft_wrap=True)
-

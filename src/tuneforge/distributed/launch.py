@@ -68,20 +68,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def node_commands(cfg: RunConfig, config: str, overrides: list[str]) -> list[str]:
-    """The command to run on each machine, node 0 first: the same config, each with its node_rank."""
-    plan = launch_plan(cfg)
+def node_commands(plan: LaunchPlan, config: str, overrides: list[str]) -> list[str]:
+    """The command to run on each machine, node 0 first: the same config, each with its node_rank.
+
+    Across machines the port is written out (every machine must use the same one); on one machine the
+    launcher picks a free port itself.
+    """
     kept = [o for o in overrides if not o.startswith(("distributed.node_rank=", "distributed.master_port="))]
-    return [shlex.join(["tuneforge", "train", config, *kept, f"distributed.node_rank={k}",
-                        f"distributed.master_port={plan.master_port}"]) for k in range(plan.nnodes)]
+    port = [f"distributed.master_port={plan.master_port}"] if plan.nnodes > 1 else []
+    return [shlex.join(["tuneforge", "train", config, *kept, *([f"distributed.node_rank={k}"] if plan.nnodes > 1
+                                                                 else []), *port]) for k in range(plan.nnodes)]
 
 
-def torchrun_equivalent(cfg: RunConfig, config: str, overrides: list[str]) -> str:
+def torchrun_equivalent(plan: LaunchPlan, config: str, overrides: list[str]) -> str:
     """The same launch written as a torchrun command (for clusters whose scheduler starts torchrun itself)."""
-    p = launch_plan(cfg)
-    return shlex.join(["torchrun", f"--nnodes={p.nnodes}", f"--nproc_per_node={p.nproc}", "--node_rank=$NODE_RANK",
-                       f"--master_addr={p.master_addr}", f"--master_port={p.master_port}", *WORKER, config,
-                       *overrides, "distributed.node_rank=$NODE_RANK"]).replace("'", "")
+    kept = [o for o in overrides if not o.startswith("distributed.node_rank=")]
+    return " ".join(["torchrun", f"--nnodes={plan.nnodes}", f"--nproc_per_node={plan.nproc}",
+                     "--node_rank=$NODE_RANK", f"--master_addr={plan.master_addr}", f"--master_port={plan.master_port}",
+                     *WORKER, shlex.quote(config), *map(shlex.quote, kept), "distributed.node_rank=$NODE_RANK"])
 
 
 def launch(cfg: RunConfig, config: str, overrides: list[str], overwrite: bool, progress: bool,
@@ -126,8 +130,11 @@ def _run_agent(plan: LaunchPlan, args: tuple[str, ...]) -> None:
     try:
         elastic_launch(config, sys.executable)(*args)
     except ChildFailedError as exc:
-        raise LaunchError("a worker failed; every worker of this machine was stopped",
-                          [_failure(rank, f) for rank, f in sorted(exc.failures.items())]) from None
+        first, failure = exc.get_first_failure()  # the cause; the launcher then stopped the others
+        others = sorted(r for r in exc.failures if r != first)
+        stopped = f"; the launcher then stopped rank(s) {', '.join(map(str, others))}" if others else ""
+        raise LaunchError(f"worker rank {first} failed and the job was stopped{stopped}",
+                          [_failure(first, failure)]) from None
     except Exception as exc:  # rendezvous and store errors come as several torch types
         raise _rendezvous_error(plan, exc, time.monotonic() - started) from None
 

@@ -55,6 +55,25 @@ class RunTrainerMixin:
             weight_decay=self.args.weight_decay)
         return self.optimizer
 
+    def create_accelerator_and_postprocess(self) -> None:
+        """transformers' accelerator, with FSDP also selected on CPU processes (docs/distributed.md).
+
+        accelerate turns its FSDP plugin on only for accelerator devices (its ``MULTI_GPU``-like types); on
+        CPU it silently falls back to DDP. torch's ``fully_shard`` runs on CPU over gloo, so on CPU the
+        same plugin transformers built is selected here; wrapping, sharded checkpoints and the gathered
+        final save are still accelerate's and torch's.
+        """
+        super().create_accelerator_and_postprocess()
+        state = self.accelerator.state
+        if self.args.fsdp_plugin_args is None or self.is_fsdp_enabled or state.distributed_type != DistributedType.MULTI_CPU:
+            return
+        from accelerate.state import PartialState
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        state.fsdp_plugin = FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args)
+        state.distributed_type = PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+        self.is_fsdp_enabled = True
+
     def _keep_trainable_dtype(self) -> None:
         """Undo TRL's cast of trainable QLoRA parameters to bf16 where the model computes in another dtype.
 

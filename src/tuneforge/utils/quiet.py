@@ -5,6 +5,9 @@ touches peft loads it, even when nothing is quantised. On CPUs with avx512_bf16,
 logs "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'": an
 optional hub-downloaded kernel that tuneforge never uses (it would need the network at run time). The
 filter drops exactly that record; every other bitsandbytes message still shows.
+
+DeepSpeed, when installed, is imported by accelerate in every training run and warns on machines
+without a GPU that it "set the accelerator to CPU", which is what tuneforge wants there.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import logging
 
 #: (logger name, text every dropped record contains).
-_NOISE = [("bitsandbytes.backends.cpu.ops", "gemm_4bit_forward from kernels-community")]
+_NOISE = [("bitsandbytes.backends.cpu.ops", "gemm_4bit_forward from kernels-community"),
+          ("DeepSpeed", "Setting accelerator to CPU")]
 
 
 class _DropText(logging.Filter):
