@@ -155,3 +155,30 @@ def test_chat_answers_from_a_run_folder(tmp_path: Path, tiny_model_dir: Path, sf
     assert type(engine.model).__name__.startswith("Peft")  # the adapter is applied on its base
     expected = engine.chat([Message("user", "What is 1 plus 2?")], GenerationOptions(6, 0.0))
     assert done.stdout == expected + "\n"
+
+
+def test_device_map_auto_trains_lora_and_serves_the_result(tmp_path: Path, tiny_model_dir: Path, sft_data: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """model.device_map auto reaches from_pretrained for training and for chat/eval/serve; the adapter
+    trains and the result generates. (On a CPU-only machine accelerate puts every layer on the CPU; the
+    spread over several GPUs is accelerate's own and needs GPUs to be seen.)"""
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge.inference import Engine, GenerationOptions
+
+    asked: list[Any] = []
+    real = AutoModelForCausalLM.from_pretrained.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("device_map"))
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(spy))
+    cfg_path = write_config(tmp_path, tiny_model_dir, sft_data)
+    result = train(load_config(cfg_path, ["model.device_map=auto", "evaluation.auto=false"]), str(cfg_path),
+                   progress=False, echo=lambda m: None)
+    curve = losses(result.run.root)
+    assert asked == ["auto"] and curve[8] < curve[1]
+    engine = Engine.load(str(result.run.root), device_map="auto")
+    assert asked == ["auto", "auto"]
+    assert isinstance(engine.generate_batch([[]], GenerationOptions(3, temperature=0.0))[0], str)

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from tuneforge.cli.common import console, handle_errors
+from tuneforge.cli.common import console, device_map_option, handle_errors
 
 
 @handle_errors
@@ -18,12 +18,14 @@ def chat(model: str = typer.Argument("default", help="'default', a run folder, a
          temperature: float = typer.Option(0.7, help="0 = greedy."),
          top_p: float = typer.Option(0.9, "--top-p"),
          max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
-         repetition_penalty: float = typer.Option(1.1, "--repetition-penalty")) -> None:
+         repetition_penalty: float = typer.Option(1.1, "--repetition-penalty"),
+         device_map: str = typer.Option(None, "--device-map", help="'auto': spread a model larger than one GPU "
+                                        "over every GPU.")) -> None:
     """Chat with a model: multi-turn history, /reset to clear it, /exit to leave."""
     from tuneforge.data.records import Message
     from tuneforge.inference import Engine, GenerationOptions
 
-    engine = Engine.load(model, template)
+    engine = Engine.load(model, template, device_map=device_map_option(device_map))
     options = GenerationOptions(max_new_tokens, temperature, top_p, repetition_penalty)
     if prompt is not None:
         for piece in engine.stream([Message("user", prompt)], options, system):

@@ -102,3 +102,10 @@ def config_from_target(target: str, overrides: list[str], file_defaults: dict[st
         if value is not None:
             base.setdefault(section, {})[name] = value
     return load_config(None, overrides, base=base)
+
+
+def device_map_option(value: str | None) -> str | None:
+    """``--device-map``: only 'auto' (or nothing) is meaningful; anything else is a usage error."""
+    if value not in (None, "auto"):
+        raise typer.BadParameter(f"{value!r}: use --device-map auto (spread the model over every GPU), or omit it")
+    return value

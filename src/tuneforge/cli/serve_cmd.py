@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tuneforge.cli.common import console, handle_errors
+from tuneforge.cli.common import console, device_map_option, handle_errors
 from tuneforge.utils.errors import ConfigError
 
 
@@ -23,7 +23,9 @@ def serve(models: list[str] = typer.Argument(..., help="Runs, model folders, ada
           max_batch: int = typer.Option(16, "--max-batch", help="Requests decoded together (rows of one batch)."),
           max_queue: int = typer.Option(64, "--max-queue", help="Waiting requests beyond which new ones get 429."),
           timeout: float = typer.Option(300.0, "--timeout", help="Seconds before a request gets 408."),
-          max_tokens: int = typer.Option(256, "--max-tokens", help="max_tokens when a request does not say.")) -> None:
+          max_tokens: int = typer.Option(256, "--max-tokens", help="max_tokens when a request does not say."),
+          device_map: str = typer.Option(None, "--device-map", help="'auto': spread a model larger than one GPU "
+                                         "over every GPU.")) -> None:
     """Serve models over an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions)."""
     import uvicorn
 
@@ -39,7 +41,8 @@ def serve(models: list[str] = typer.Argument(..., help="Runs, model folders, ada
     names = dict(_named(m) for m in models)
     if len(names) < len(models):
         raise ConfigError("two models would be served under the same name; give one NAME=PATH")
-    engines = dict(zip(names, Engine.load_many(list(names.values())), strict=True))  # adapters share their base
+    engines = dict(zip(names, Engine.load_many(list(names.values()), device_map=device_map_option(device_map)),
+                       strict=True))  # adapters share their base
     app = create_app(engines, ServeOptions(key, max_batch, max_queue, timeout, max_tokens))
     console.print(f"serving {', '.join(engines)} on http://{host}:{port}/v1"
                   + (f" (API key from ${api_key_env})" if key else " (no API key)"))

@@ -98,7 +98,7 @@ def evaluate_engine(cfg: RunConfig, tuned: Any, items: list[EvalItem], base_path
         from tuneforge.inference.engine import Engine
 
         sources.append(ModelSource(Engine.load(base_path or cfg.model.name_or_path, cfg.template.name,
-                                               cfg.template.system), "base"))
+                                               cfg.template.system, cfg.model.device_map), "base"))
     answers, ppl = {}, {}
     for source in sources:
         echo(f"eval: {source.label} model answering {len(items)} questions")
@@ -128,7 +128,7 @@ def evaluate_target(cfg: RunConfig, model: str | None, base_path: str | None, ou
     if model is not None:
         from tuneforge.inference.engine import Engine
 
-        tuned = Engine.load(model)
+        tuned = Engine.load(model, device_map=cfg.model.device_map)
     return evaluate_engine(cfg, tuned, items, base_path, out_dir, echo)
 
 

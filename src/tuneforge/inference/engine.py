@@ -48,18 +48,21 @@ class Engine:
         self.stop_ids = self._stop_ids()
 
     @classmethod
-    def load(cls, model: str, template: str = "auto", system: str | None = None) -> Engine:
+    def load(cls, model: str, template: str = "auto", system: str | None = None,
+             device_map: str | None = None) -> Engine:
         """Load for inference.
 
         Args:
             model: 'default', a model folder, a .gguf file, a hub id, a tuneforge run folder or an adapter folder.
             template: 'auto' (the tokenizer's own, which training saves into the model) or a registered name.
             system: Default system prompt; None uses the one the model was trained with (if it was).
+            device_map: 'auto' spreads the model over every GPU (models larger than one GPU).
         """
-        return cls.load_many([model], template, system)[0]
+        return cls.load_many([model], template, system, device_map)[0]
 
     @classmethod
-    def load_many(cls, models: list[str], template: str = "auto", system: str | None = None) -> list[Engine]:
+    def load_many(cls, models: list[str], template: str = "auto", system: str | None = None,
+                  device_map: str | None = None) -> list[Engine]:
         """Engines for several models, adapters of one base sharing a single copy of its weights.
 
         Each engine keeps its own tokenizer, chat template and system prompt (``system``, else the one
@@ -68,7 +71,8 @@ class Engine:
         from tuneforge.models.loading import load_shared_for_inference, trained_system
 
         engines = []
-        for name, (model, tokenizer, adapter) in zip(models, load_shared_for_inference(models), strict=True):
+        for name, (model, tokenizer, adapter) in zip(models, load_shared_for_inference(models, device_map=device_map),
+                                                         strict=True):
             model.eval()
             prompt = system if system is not None else trained_system(name)
             engines.append(cls(model, tokenizer, resolve_template(template, tokenizer, prompt), adapter))

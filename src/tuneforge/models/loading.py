@@ -196,8 +196,12 @@ def adapter_config(folder: str) -> dict[str, Any] | None:
     return json.loads(config.read_text(encoding="utf-8")) if config.is_file() else None
 
 
-def load_shared_for_inference(paths: list[str], dtype: Any = None) -> list[tuple[Any, Any, str | None]]:
+def load_shared_for_inference(paths: list[str], dtype: Any = None,
+                              device_map: str | None = None) -> list[tuple[Any, Any, str | None]]:
     """Load several models for generation, with one copy of each base model in memory.
+
+    ``device_map="auto"`` spreads each base over every GPU (and CPU memory after them): models larger
+    than one GPU; without it a model goes whole to one device.
 
     Adapters over the same base are loaded as named adapters of one peft model; a base model asked for
     beside its adapters is that same model with the adapters switched off (peft's ``__base__``).
@@ -220,7 +224,7 @@ def load_shared_for_inference(paths: list[str], dtype: Any = None) -> list[tuple
     for group in dict.fromkeys(groups):
         base = group[0]
         members = [i for i, g in enumerate(groups) if g == group]
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or device_dtype)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or device_dtype, device_map=device_map)
         adapters = [i for i in members if adapter_of[i]]
         if adapters:
             from peft import PeftModel
@@ -231,7 +235,8 @@ def load_shared_for_inference(paths: list[str], dtype: Any = None) -> list[tuple
             model = PeftModel.from_pretrained(model, folders[adapters[0]], adapter_name=names[0])
             for name, i in zip(names[1:], adapters[1:], strict=True):
                 model.load_adapter(folders[i], adapter_name=name)
-        model.to(device)
+        if device_map is None:
+            model.to(device)
         for i in members:
             name = names[adapters.index(i)] if i in adapters else ("__base__" if adapters else None)
             if len(adapters) == 1 and len(members) == 1:
