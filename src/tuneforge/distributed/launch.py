@@ -140,14 +140,15 @@ def _run_agent(plan: LaunchPlan, args: tuple[str, ...]) -> None:
 
 
 def _failure(rank: int, failure: Any) -> Problem:
-    """One failed worker as a problem: its rank, pid and how it ended."""
+    """One failed worker as a problem: its rank, pid, how it ended and what to do."""
     code = failure.exitcode
     if code is not None and code < 0:
-        how = f"was killed by {signal.Signals(-code).name}"
-    else:
-        how = f"exited with code {code} (its error is printed above)"
-    return Problem(f"worker rank {rank} (pid {failure.pid}) {how}", field="distributed",
-                   fix="run the same command again: the run resumes from its last complete checkpoint")
+        return Problem(f"worker rank {rank} (pid {failure.pid}) was killed by {signal.Signals(-code).name}",
+                       field="distributed", fix="run the same command again: the run resumes from its last complete "
+                       "checkpoint")
+    return Problem(f"worker rank {rank} (pid {failure.pid}) exited with code {code}", field="distributed",
+                   fix="correct what its error above says, then run the same command (an unfinished run resumes "
+                       "from its last complete checkpoint)")
 
 
 def _rendezvous_error(plan: LaunchPlan, exc: Exception, waited: float) -> LaunchError:
