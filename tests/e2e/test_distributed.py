@@ -113,8 +113,10 @@ def test_two_workers_train_like_one_and_save_a_complete_adapter(tmp_path: Path, 
 @pytest.mark.parametrize("strategy", ["fsdp", "deepspeed-3"])
 def test_a_sharded_full_fine_tune_saves_one_consolidated_model(tmp_path: Path, tiny_model_dir: Path,
                                                                reference: dict[str, Any], strategy: str) -> None:
+    """FSDP with its own activation checkpointing; ZeRO-3 with optimizer states and weights offloaded."""
     name, _, stage = strategy.partition("-")
-    extra = [f"distributed.zero_stage={stage}"] if stage else []
+    extra = [f"distributed.zero_stage={stage}", "distributed.offload=optimizer+params"] if stage else \
+        ["distributed.fsdp.activation_checkpointing=true"]
     cfg = _config(tmp_path, tiny_model_dir, reference, method="full")
     _ok(_launch(cfg, f"distributed.strategy={name}", *TWO, *extra))
     run = tmp_path / "runs" / "r"
@@ -227,3 +229,22 @@ def test_launch_errors_are_clear_and_bounded(tmp_path: Path, tiny_model_dir: Pat
     unreachable = _launch(cfg, *many, "distributed.node_rank=1", timeout=120)
     assert unreachable.returncode == 2 and "did not answer within 5 s" in unreachable.stderr
     assert time.monotonic() - started < 90  # bounded by distributed.timeout, not a hang
+
+
+def test_ctrl_c_stops_every_worker_at_the_same_step_with_a_checkpoint(tmp_path: Path, tiny_model_dir: Path,
+                                                                      reference: dict[str, Any]) -> None:
+    cfg = _config(tmp_path, tiny_model_dir, reference, training={"max_steps": 400, "save_steps": 200,
+                                                                 "eval_steps": 400})
+    proc = subprocess.Popen([*CLI, str(cfg), "distributed.strategy=ddp", *TWO, "--no-progress"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = tmp_path / "runs" / "r" / "train_log.jsonl"
+    deadline = time.time() + 180
+    while not log.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0][-3000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the launcher's process group
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "interrupted: checkpoint saved at step" in out, out[-3000:]
+    (checkpoint,) = (tmp_path / "runs" / "r" / "checkpoints").glob("checkpoint-*")
+    assert int(checkpoint.name.split("-")[1]) < 400
+    assert sorted(p.name for p in checkpoint.glob("rng_state_*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]

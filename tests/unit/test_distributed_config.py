@@ -94,6 +94,8 @@ def test_a_users_deepspeed_json_is_checked_not_silently_overridden(tmp_path: Pat
     ({"strategy": "fsdp", "nproc_per_node": 2, "stage": "dpo"}, "distributed.strategy", "strategy ddp"),
     ({"strategy": "deepspeed", "nproc_per_node": 2, "method": "qlora"}, "method.name", "strategy ddp with qlora"),
     ({"strategy": "none", "nproc_per_node": 2}, "distributed.strategy", "ddp, fsdp or deepspeed"),
+    ({"strategy": "fsdp", "nproc_per_node": 2, "fsdp.activation_checkpointing": "true"},
+     "distributed.fsdp.activation_checkpointing", "training.gradient_checkpointing"),
 ])
 def test_what_a_strategy_cannot_run_is_refused_naming_what_would(settings: dict[str, Any], field: str,
                                                                  fix: str) -> None:

@@ -125,8 +125,12 @@ def _run_agent(plan: LaunchPlan, args: tuple[str, ...]) -> None:
     config = LaunchConfig(
         min_nodes=plan.nnodes, max_nodes=plan.nnodes, nproc_per_node=plan.nproc, run_id="tuneforge",
         role="tuneforge", rdzv_endpoint=f"{plan.master_addr}:{plan.master_port}", rdzv_backend="static",
-        rdzv_configs={"rank": plan.node_rank, "timeout": plan.timeout}, max_restarts=0, monitor_interval=0.5)
+        rdzv_configs={"rank": plan.node_rank, "timeout": plan.timeout}, max_restarts=0, monitor_interval=0.5,
+        signals_to_handle="SIGTERM,SIGHUP,SIGQUIT")
     started = time.monotonic()
+    # torch starts each worker in its own session, so a terminal's Ctrl-C reaches only this process. It is
+    # passed on: the workers agree on a step, save a checkpoint there and exit 0 (training/callbacks.py).
+    previous = signal.signal(signal.SIGINT, _forward_to_workers)
     try:
         elastic_launch(config, sys.executable)(*args)
     except ChildFailedError as exc:
@@ -137,6 +141,19 @@ def _run_agent(plan: LaunchPlan, args: tuple[str, ...]) -> None:
                           [_failure(first, failure)]) from None
     except Exception as exc:  # rendezvous and store errors come as several torch types
         raise _rendezvous_error(plan, exc, time.monotonic() - started) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _forward_to_workers(signum: int, frame: Any) -> None:
+    """Send the signal on to every process this launcher started."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.send_signal(signum)
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _failure(rank: int, failure: Any) -> Problem:

@@ -6,6 +6,7 @@ from typing import Any
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.distributed.strategies import STRATEGIES, Strategy
+from tuneforge.models.tuning import TUNING
 from tuneforge.utils.errors import ConfigError, Problem
 
 
@@ -37,6 +38,12 @@ def distributed_problems(cfg: RunConfig, stage: Any) -> list[Problem]:
     if d.deepspeed_config and d.strategy != "deepspeed":
         problems.append(Problem("distributed.deepspeed_config is set but the strategy is not deepspeed",
                                 field="distributed.deepspeed_config", fix="set distributed.strategy: deepspeed"))
+    if d.strategy == "fsdp" and d.fsdp.activation_checkpointing and TUNING.get(cfg.method.name).adapter:
+        # peft 0.21 finds adapter weights by module name; FSDP's checkpoint wrappers rename the modules, so
+        # the saved adapter would be empty (seen here, and caught by the runner's empty-model check)
+        problems.append(Problem("fsdp.activation_checkpointing with adapters saves an empty adapter (peft does not "
+                                "see through FSDP's checkpoint wrappers)", field="distributed.fsdp.activation_checkpointing",
+                                fix="use training.gradient_checkpointing: true instead (same memory saving)"))
     if d.strategy in ("fsdp", "deepspeed") and cfg.method.name == "qlora":
         problems.append(Problem(f"qlora under {d.strategy!r} would shard bitsandbytes' 4/8-bit weights, which "
                                 "tuneforge does not test", field="method.name",

@@ -95,7 +95,11 @@ class Interrupt(TrainerCallback):
         self.requested = True
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if self.requested:
+        from tuneforge.distributed import world
+
+        # ranks may see the signal in different steps; they must stop (and save) in the same one
+        if world.any_rank(self.requested):
+            self.requested = True
             control.should_save = True
             control.should_training_stop = True
 
