@@ -103,6 +103,9 @@ def test_two_workers_train_like_one_and_save_a_complete_adapter(tmp_path: Path, 
     assert f"distributed: {name}, 2 processes" in out
     _same_curve(losses(run), reference["lora"]["losses"])
     _check_one_run_folder(run, 2)
+    if stage:  # the generated DeepSpeed JSON is kept beside the resolved config
+        ds = json.loads((run / "deepspeed.json").read_text())
+        assert ds["zero_optimization"]["stage"] == int(stage) and ds["train_batch_size"] == 4
     ours, theirs = _tensors(run / "model"), _tensors(reference["lora"]["model"])
     assert ours.keys() == theirs.keys() and any("lora_A" in k for k in ours)  # complete, not empty
     for key, value in theirs.items():

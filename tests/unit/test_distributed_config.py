@@ -149,3 +149,18 @@ def test_print_launch_gives_one_command_per_machine(tmp_path: Path) -> None:
         assert f"distributed.node_rank={k}" in command and "distributed.master_port=29555" in command
         assert "training.seed=1" in command
     assert "torchrun --nnodes=3 --nproc_per_node=2" in out.output and "--master_addr=10.0.0.1" in out.output
+
+
+def test_a_saved_model_without_weights_is_an_error_not_a_finished_run(tmp_path: Path) -> None:
+    """The check that caught peft's empty adapter under FSDP's checkpoint wrappers."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tuneforge.training.runner import _require_weights
+    from tuneforge.utils.errors import TuneforgeError
+
+    save_file({}, str(tmp_path / "adapter_model.safetensors"))
+    with pytest.raises(TuneforgeError, match="the saved model is empty"):
+        _require_weights(tmp_path, adapter=True)
+    save_file({"a.lora_A.weight": torch.ones(2, 3)}, str(tmp_path / "adapter_model.safetensors"))
+    _require_weights(tmp_path, adapter=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "tuneforge"
 LAYER = {
     "utils": 0, "config": 1, "data": 2, "models": 2,
-    "training": 3, "evaluation": 3, "inference": 3, "export": 3, "advice": 3,
+    "training": 3, "distributed": 3, "evaluation": 3, "inference": 3, "export": 3, "advice": 3,
     "cli": 4, "webui": 4, "server": 4,
 }
 

@@ -96,7 +96,8 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     for w in step_warnings(cfg, len(data.train)):
         say(f"warning: {w}")
     if main:
-        _write_inputs(run, cfg, data.report, advice_lines)
+        _write_inputs(run, cfg, data.report, advice_lines, strategy.training_args(cfg, precision.name,
+                                                                                  world.world_size()))
     set_seed(cfg.training.seed)  # adapter initialisation is random: same seed, same run
     model = method.apply(model, cfg)
     counts = trainable_summary(model)
@@ -250,7 +251,11 @@ def _answerer(model: Any, tokenizer: Any, template: ChatTemplate) -> training_da
     return answer
 
 
-def _write_inputs(run: RunDir, cfg: RunConfig, report: dict[str, Any], advice: list[str]) -> None:
+def _write_inputs(run: RunDir, cfg: RunConfig, report: dict[str, Any], advice: list[str],
+                  engine: dict[str, Any]) -> None:
+    """The resolved config, the data report and, for DeepSpeed, the JSON it was given (as the user sees it)."""
+    if "deepspeed" in engine:
+        (run.root / "deepspeed.json").write_text(json.dumps(engine["deepspeed"], indent=2), encoding="utf-8")
     resolved = cfg.model_dump(mode="json")
     text = "# resolved config: every default filled in\n"
     text += "".join(f"# advice: {a}\n" for a in advice)
