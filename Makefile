@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench bench-train screenshots clean
+.PHONY: setup demo test test-ci lint bench bench-train bench-dist screenshots clean
 
 setup:
 	@bash scripts/setup.sh
@@ -11,7 +11,10 @@ demo: setup
 	@bash scripts/demo.sh
 
 test: setup
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -m "not ci" $(PYTEST_ARGS)
+
+test-ci: setup  # the tests CI adds after make test (~2 minutes): every alignment stage under DDP
+	$(PY) -m pytest -n 2 -m ci $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check src tests bench
@@ -21,6 +24,9 @@ bench: setup
 
 bench-train: setup  # ~15 minutes on a 2-core CPU with the default 30 steps; --steps 10 for a quicker look
 	$(PY) bench/train_bench.py $(BENCH_ARGS)
+
+bench-dist: setup  # ~10 minutes: 1 vs 2 processes for every strategy, on the default model
+	HF_HUB_OFFLINE=1 $(PY) bench/dist_bench.py $(BENCH_ARGS)
 
 screenshots: setup  # the README's web UI pictures: a real run of the default model (~5 minutes)
 	HF_HUB_OFFLINE=1 $(PY) scripts/screenshots.py

@@ -50,6 +50,9 @@ class Strategy:
         """``TrainingArguments`` keywords selecting and configuring the engine."""
         return {}
 
+    def release(self) -> None:
+        """After training: undo engine hooks that would change how rank 0 alone loads a model for evaluation."""
+
 
 class Ddp(Strategy):
     """``DistributedDataParallel``: the model fits one device; gradients are averaged after each backward."""
@@ -95,6 +98,13 @@ class DeepSpeed(Strategy):
 
     def training_args(self, cfg: RunConfig, precision: str, world: int) -> dict[str, Any]:
         return {"deepspeed": deepspeed_config(cfg, precision, world), "ddp_timeout": cfg.distributed.timeout}
+
+    def release(self) -> None:
+        # Under ZeRO-3 transformers builds every model inside zero.Init (a collective); rank 0 loading the
+        # saved model for evaluation alone would wait for the other ranks forever.
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
 
 
 STRATEGIES: Registry[Strategy] = Registry("distributed strategy")

@@ -137,6 +137,7 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     report = write_report(run.root, run.log, summary, advice_lines, plots, stage.metrics, stage.surrogate_loss)
     run.set_state("finished", step=trainer.state.global_step)
     tuned = trainer.model if strategy.name in ("none", "ddp") else None  # sharded weights: read the saved model
+    strategy.release()
     evaluation = _auto_eval(cfg, run, tuned, tokenizer, template, data.test, base, stage.name, say)
     return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model,
                        trainer.tokens_seen, seconds, evaluation, _reference(trainer))
