@@ -11,8 +11,9 @@ Each contender runs in its own subprocess (its workers are that subprocess's chi
 RSS is read from ``RUSAGE_CHILDREN``); ``--repeats`` interleaves the contenders and reports medians.
 Prints, per contender: global tokens/s (median of the logged steps after the first), tokens/s per
 process, peak RSS of the largest process, and the ratios against the fastest contender and against
-one process (the scaling ratio). On a 2-core CPU two processes share the same cores, so a ratio near
-or below 1 is expected there: these runs show that the strategies work and what they cost, not speed.
+one process (the scaling ratio). On a 2-core CPU two processes share the same cores: these runs show
+that the strategies work and what they cost there; sharded strategies (FSDP, ZeRO-3) gather every layer's
+weights over gloo twice a step, which a CPU pays dearly for. ``make bench-dist`` runs it.
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ def _print(results: dict[str, list[dict[str, Any]]]) -> None:
         scaling = f"{v['tps'] / single:.2f}" if single else "-"
         print(f"{name:<12} {v['processes']:>5} {v['tps']:>9.0f} {v['tps'] / v['processes']:>9.0f} {v['rss']:>11.0f} "
               f"{v['tps'] / best:>8.2f} {scaling:>8}  {v['precision']}")
+    if any(n.startswith("deepspeed") for n in table) and any(v["precision"].startswith("bf16") for v in table.values()):
+        print("note: with bf16, DeepSpeed holds the model in bf16 (fp32 master weights in its optimizer); the others "
+              "keep fp32 weights and autocast to bf16: the same precision setting, not the same arithmetic")
     for name, v in table.items():
         if name != "none" and single:
             print(f"scaling ratio {name} (2 processes) / 1 process: {v['tps'] / single:.2f}")
