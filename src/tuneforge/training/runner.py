@@ -58,6 +58,10 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
 
     ``callbacks`` are extra ``TrainerCallback`` objects (the search uses one to report and prune).
 
+    The same function runs in every worker of a distributed run (docs/distributed.md): rank 0 opens the
+    run folder, prepares the data, speaks and writes; the other ranks get both from it, train, take part
+    in checkpoints and the final save, and return without a report (``TrainResult.report`` None).
+
     Raises:
         TuneforgeError: bad config or data, a finished run in the way, a NaN loss, no disk space.
     """
@@ -68,6 +72,7 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     main = world.is_main()
     say: Echo = echo if main else (lambda m: None)  # one voice: rank 0 speaks for every process
     run, resuming = world.on_main(lambda: open_run(cfg, config_path, overwrite))
+    mark = run.set_state if main else (lambda *a, **k: None)  # one writer of the run's status
     say(f"run: {run.root}" + ("  (resuming from " + str(run.last_checkpoint()) + ")" if resuming else ""))
     for line in stage.ignored_settings(cfg):
         say(f"warning: {line}")
@@ -106,22 +111,19 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
                                                progress and main)
     for callback in callbacks or []:
         trainer.add_callback(callback)
-    if main:
-        run.set_state("running", base_model=base)
+    mark("running", base_model=base)
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=run.last_checkpoint() if resuming else None)
         guard.raise_if_tripped(run.last_checkpoint())
     except Exception:
-        if main:
-            run.set_state("failed", step=trainer.state.global_step)
+        mark("failed", step=trainer.state.global_step)
         raise
     seconds = time.perf_counter() - started
     train_rows, _ = read_log(run.log)
     final_loss = train_rows[-1]["loss"] if train_rows else None
     if interrupt.requested:
-        if main:
-            run.set_state("interrupted", step=trainer.state.global_step)
+        mark("interrupted", step=trainer.state.global_step)
         say(f"interrupted: checkpoint saved at step {trainer.state.global_step}; run the same command to resume")
         return TrainResult(run, True, trainer.state.global_step, final_loss, model=trainer.model,
                            tokens=trainer.tokens_seen, train_seconds=seconds)
