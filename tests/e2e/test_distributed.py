@@ -105,6 +105,10 @@ def test_two_workers_train_like_one_and_save_a_complete_adapter(tmp_path: Path, 
     assert f"distributed: {name}, 2 processes" in out
     _same_curve(losses(run), reference["lora"]["losses"])
     _check_one_run_folder(run, 2)
+    # the engine really ran (accelerate alone would fall back to DDP on CPU without a word): its own
+    # checkpoint layout - FSDP's sharded model and optimizer, DeepSpeed's per-rank ZeRO states
+    engine_files = {"ddp": "optimizer.pt", "fsdp": "pytorch_model_fsdp_0", "deepspeed": "global_step8"}
+    assert (run / "checkpoints" / "checkpoint-8" / engine_files[name]).exists()
     if stage:  # the generated DeepSpeed JSON is kept beside the resolved config
         ds = json.loads((run / "deepspeed.json").read_text())
         assert ds["zero_optimization"]["stage"] == int(stage) and ds["train_batch_size"] == 4
