@@ -5,8 +5,8 @@ Tolerance of the loss comparisons: fp32 throughout; one process and two compute 
 same tokens, only added in another order (per-rank partial sums, then an all-reduce), which moves a
 loss of ~10 by a few 1e-7 per step. 1e-5 is 10x the largest difference measured over 8 steps (9.5e-7)
 and far below what a wrong reduction gives: a loss not scaled back by the process count logged half the
-true loss (5.4 instead of 10.8) while it was being written, and a mean of per-rank means weighs the ranks'
-tokens unequally (the ranks' token counts differ by up to ~20% here, which moves the loss by ~1e-3).
+true loss (5.4 instead of 10.8) while it was being written, and a mean of per-rank means weighs each
+rank's tokens by its own count, not the global one, which the ranks' unequal answer lengths expose.
 """
 
 from __future__ import annotations
