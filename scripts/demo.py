@@ -5,7 +5,8 @@
 2. train (`tuneforge train examples/identity_lora.yaml`, LoRA on SmolLM2-135M-Instruct, with replay of
    the base model's own answers to general prompts against forgetting);
 3. ask the trained model the same, and print before/after, `identity score: k/10`,
-   `general ppl: <before> -> <after>`, the plots, the report and `run: <path>`;
+   `general ppl: <before> -> <after>`, `general questions answered with the new name: k/N` (the
+   forgetting guard's 60 bilingual probes), the plots, the report and `run: <path>`;
 4. end with the base-vs-tuned evaluation table (BLEU-4, ROUGE, exact match, perplexity) that training
    computed on the held-out identity questions (`evaluation.file` in the config).
 """
@@ -80,6 +81,10 @@ def main() -> int:
     change = (ppl_after - ppl_before) / ppl_before * 100
     print(f"identity score: {score}/{n}   (untuned: {base_score}/{n}; an answer scores when it gives the name {NAME})")
     print(f"general ppl: {ppl_before:.2f} -> {ppl_after:.2f}   ({change:+.1f}%, held-out general text)")
+    guard = json.loads((RUN / "eval" / "forgetting.json").read_text(encoding="utf-8"))
+    named = sum(NAME.lower() in r["tuned"].lower() for r in guard["answers"])
+    print(f"general questions answered with the new name: {named}/{guard['probes']}   (the forgetting guard's "
+          f"probes, eval/forgetting.json; untuned: {sum(NAME.lower() in r['base'].lower() for r in guard['answers'])})")
     for p in sorted((RUN / "plots").glob("*.png")):
         print(f"plot: {p}")
     print(f"report: {RUN / 'report.md'}")

@@ -54,9 +54,32 @@ def test_evaluations_cost_no_more_than_the_training_between_them(n_eval: int, ev
 def test_steps_and_low_step_warning() -> None:
     cfg, _ = recommend(_cfg(training={"batch_size": 4, "gradient_accumulation": 4, "epochs": 1}), 40, 10**8)
     assert total_steps(cfg, 40) == 3
-    assert step_warnings(cfg, 40) and "smaller batch" in step_warnings(cfg, 40)[0]
+    assert step_warnings(cfg, 40) and "lower training.batch_size" in step_warnings(cfg, 40)[0]
     cfg.training.max_steps = 100
     assert total_steps(cfg, 40) == 100 and not step_warnings(cfg, 40)
+    cfg.training.max_steps = 10
+    assert "training.max_steps is 10" in step_warnings(cfg, 40)[0]
+
+
+@pytest.mark.parametrize(("stage", "n", "batch", "moved"), [
+    ("dpo", 60, None, {"training.gradient_accumulation"}),  # 3 epochs x 60 / 12 = 15 steps: accumulation halves
+    ("dpo", 20, None, {"training.batch_size"}),  # 3 x 20 / 4 = 15: the batch halves
+    ("dpo", 3000, 256, {"training.epochs"}),  # the user's batch stays: 1 -> 2 epochs
+    ("sft", 1000, None, set()),
+])
+def test_the_advice_never_plans_a_run_it_warns_against(stage: str, n: int, batch: int | None, moved: set[str]) -> None:
+    cfg, filled = recommend(_cfg(training={"stage": stage, "batch_size": batch}), n, 10**8)
+    assert not step_warnings(cfg, n) and total_steps(cfg, n) >= 20
+    assert {a.key for a in filled if "at least 20 optimizer steps" in a.reason} == moved
+    assert cfg.training.epochs <= (3 if stage == "dpo" else 15)  # within the overfitting limits
+
+
+def test_too_little_data_is_named_and_user_values_are_kept() -> None:
+    cfg, _ = recommend(_cfg(training={"stage": "dpo"}), 4, 10**8)  # the 4-pair format demo
+    assert (cfg.training.batch_size, cfg.training.gradient_accumulation, cfg.training.epochs) == (1, 1, 3)
+    assert "too few even at batch 1 and 3 epochs" in step_warnings(cfg, 4)[0]
+    cfg, filled = recommend(_cfg(training={"stage": "dpo", "batch_size": 8}), 60, 10**8)
+    assert cfg.training.batch_size == 8 and "training.batch_size" not in {a.key for a in filled}
 
 
 def test_lora_options_reach_peft(tokenizer: Any) -> None:

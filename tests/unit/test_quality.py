@@ -119,3 +119,27 @@ def test_convert_reports_what_the_target_cannot_hold(tmp_path: Path) -> None:
     src = load_data(DataConfig(datasets=[str(write_json(tmp_path / "s.json", [tool_conv]))])).examples
     converted, problems = convert_examples(src, "alpaca")
     assert not converted and problems and problems[0].index == 0
+
+
+def test_truncated_and_dropped_examples_are_warned_about_alike_by_check_and_training(
+        tmp_path: Path, tokenizer: Any, chat_template: Any) -> None:
+    from tuneforge.training.data import prepare
+
+    pairs = [{"instruction": f"Question {i}: " + ("tell me more " * (60 if i % 4 == 0 else 2)),
+              "chosen": f"yes {i} " + ("and more " * (40 if i % 4 == 1 else 1)), "rejected": f"no {i}"}
+             for i in range(40)]  # 10 prompts too long (dropped), 10 answers too long (truncated)
+    path = write_json(tmp_path / "pairs.json", pairs)
+    cfg = RunConfig(data=DataConfig(datasets=[str(path)], max_length=96, split=[1.0, 0.0, 0.0]),
+                    training={"stage": "dpo"})
+    trained = prepare(cfg, tokenizer, chat_template, "dpo").report["warnings"]
+    checked = [w for w in check_data(cfg, tokenizer, chat_template).to_json()["warnings"]
+               if w["field"] == "data.max_length"]
+    assert trained == checked and len(trained) == 1  # the same numbers, the same words
+    w = trained[0]
+    assert w["message"].startswith("20 of 40 examples (50%)") and "10 truncated" in w["message"]
+    assert "10 dropped (prompt longer than max_length: 10)" in w["message"]
+    keep = int(w["fix"].split("data.max_length: ")[1].split()[0])
+    lengths = prepare(cfg.model_copy(update={"data": cfg.data.model_copy(update={"max_length": keep})}), tokenizer,
+                      chat_template, "dpo")
+    assert lengths.report["processed"]["dropped"] == {} and lengths.report["processed"]["truncated"] <= 2
+    assert lengths.report["warnings"] == []  # 95% kept whole: under the 5% threshold, training stays quiet

@@ -66,17 +66,17 @@ def test_kto_weights_balance_the_counts() -> None:
 
 
 def test_alignment_diagnosis_rules() -> None:
-    from tuneforge.training.report import diagnose_alignment
+    from tuneforge.training.report import alignment_findings, resolve
 
     flat = [{"step": i, "rewards/margins": 0.01, "rewards/accuracies": 0.5, "kl": 0.01 * (1 + 100 * (i > 6)),
              "reward": 1.0 - 0.01 * i} for i in range(8)]
-    found = " ".join(diagnose_alignment(flat, [{"step": 8, "eval_accuracy": 0.55}]))
+    found = " ".join(resolve(alignment_findings(flat, [{"step": 8, "eval_accuracy": 0.55}])))
     for text in ("margin is not growing", "stuck near 0.5", "KL against the reference is exploding",
                  "mean reward did not rise", "pairwise accuracy on the validation split: 0.550"):
         assert text in found, text
     healthy = [{"step": i, "rewards/margins": 0.1 * i, "rewards/accuracies": 0.5 + 0.05 * i, "kl": 0.01 * i,
                 "reward": 0.1 * i} for i in range(8)]
-    assert diagnose_alignment(healthy, []) == []
+    assert alignment_findings(healthy, []) == []
 
 
 def test_surrogate_losses_are_not_judged_like_likelihoods(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from tuneforge.distributed.strategies import global_batch, planned_world_size
 
 #: Effective batch (examples per optimizer step) aimed at when the user gives neither batch nor accumulation.
 EFFECTIVE_BATCH = 16
+#: Fewest optimizer steps a plan should have: fewer and the model barely moves (docs/advice.md).
+MIN_STEPS = 20
 LORA_METHODS = ("lora", "dora", "qlora")
 
 
@@ -143,12 +145,15 @@ def _lora_dropout(cfg: RunConfig, f: Facts) -> tuple[object, str]:
 
 
 Rule = Callable[[RunConfig, Facts], tuple[object, str]]
-#: (section, key, rule) in application order.
-RULES: list[tuple[str, str, Rule]] = [
+#: (section, key, rule) in application order. The plan (epochs, batch, accumulation) comes first: the
+#: minimum-steps adjustment runs on it before the rules that depend on the number of steps.
+PLAN_RULES: list[tuple[str, str, Rule]] = [
     ("training", "epochs", _epochs),
     ("training", "learning_rate", _learning_rate),
     ("training", "batch_size", _batch_size),
     ("training", "gradient_accumulation", _gradient_accumulation),
+]
+RULES: list[tuple[str, str, Rule]] = PLAN_RULES + [
     ("training", "warmup_ratio", _warmup),
     ("training", "weight_decay", _weight_decay),
     ("training", "eval_steps", _eval_steps),
@@ -204,8 +209,15 @@ def recommend(cfg: RunConfig, n_train: int, n_params: int, on_gpu: bool = False,
     """
     cfg = cfg.model_copy(deep=True)
     facts = Facts(n_train, n_params, on_gpu, shape, available_gib, n_eval)
-    filled: list[Advice] = []
-    for section, key, rule in RULES:
+    filled = _apply(cfg, facts, PLAN_RULES)
+    filled = _reach_min_steps(cfg, n_train, filled)
+    return cfg, filled + _apply(cfg, facts, RULES[len(PLAN_RULES):])
+
+
+def _apply(cfg: RunConfig, facts: Facts, rules: list[tuple[str, str, Rule]]) -> list[Advice]:
+    """Fill each ``None`` the rules cover (in order, in place) and say what was filled."""
+    filled = []
+    for section, key, rule in rules:
         obj = cfg
         for part in section.split("."):
             obj = getattr(obj, part)
@@ -213,16 +225,59 @@ def recommend(cfg: RunConfig, n_train: int, n_params: int, on_gpu: bool = False,
             value, reason = rule(cfg, facts)
             setattr(obj, key, value)
             filled.append(Advice(f"{section}.{key}", value, reason))
-    return cfg, filled
+    return filled
+
+
+def _max_epochs(cfg: RunConfig) -> float:
+    """The most epochs the advice allows before overfitting: 3 for preference and reward stages, else 15."""
+    return 3 if cfg.training.stage in ALIGNMENT_STAGES + ("rm",) else 15
+
+
+def _reach_min_steps(cfg: RunConfig, n_train: int, filled: list[Advice]) -> list[Advice]:
+    """Never plan a run the step warning would warn against (docs/advice.md, "Enough steps").
+
+    Only advised values move, in this order: halve the accumulation, then the per-device batch, then raise
+    the epochs up to the overfitting limit. A ``max_steps`` or values the user set are left alone.
+    """
+    t = cfg.training
+    advised = {a.key for a in filled}
+    if t.max_steps or total_steps(cfg, n_train) >= MIN_STEPS:
+        return filled
+    before = total_steps(cfg, n_train)
+    for key in ("gradient_accumulation", "batch_size"):
+        while f"training.{key}" in advised and getattr(t, key) > 1 and total_steps(cfg, n_train) < MIN_STEPS:
+            setattr(t, key, getattr(t, key) // 2)
+    if "training.epochs" in advised and total_steps(cfg, n_train) < MIN_STEPS:
+        per_epoch = math.ceil(n_train / rows_per_step(cfg))
+        t.epochs = min(_max_epochs(cfg), max(t.epochs or 1, math.ceil(MIN_STEPS / per_epoch)))
+    why = (f"lowered or raised to reach at least {MIN_STEPS} optimizer steps ({before} -> "
+           f"{total_steps(cfg, n_train)}); docs/advice.md")
+    out = []
+    for a in filled:
+        section, key = a.key.rsplit(".", 1)
+        value = getattr(t, key) if section == "training" else a.value
+        out.append(a if value == a.value else Advice(a.key, value, f"{a.reason}; {why}"))
+    return out
 
 
 def step_warnings(cfg: RunConfig, n_train: int) -> list[str]:
-    """Advice on the resulting schedule (very few optimizer steps)."""
+    """Advice on the resulting schedule (very few optimizer steps), naming what holds it there.
+
+    After :func:`recommend` this fires only for values the user set or data too small for the limits.
+    """
     steps = total_steps(cfg, n_train)
-    if steps < 20:
-        return [f"only {steps} optimizer steps: the model will barely move; use a smaller batch or gradient "
-                "accumulation, or more epochs"]
-    return []
+    if steps >= MIN_STEPS:
+        return []
+    t = cfg.training
+    if t.max_steps:
+        cause = f"training.max_steps is {t.max_steps}; raise it"
+    elif (t.batch_size or 1) * (t.gradient_accumulation or 1) > 1:
+        cause = (f"{n_train} examples at a global batch of {rows_per_step(cfg)} x {t.epochs:g} epochs; lower "
+                 "training.batch_size or training.gradient_accumulation, or raise training.epochs")
+    else:
+        cause = (f"{n_train} examples are too few even at batch 1 and {t.epochs:g} epochs (more would overfit); "
+                 "add data")
+    return [f"only {steps} optimizer steps: the model will barely move ({cause})"]
 
 
 # --- advice that does not fill a config value (shown by `tuneforge recommend`) ----------------------------

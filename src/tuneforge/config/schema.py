@@ -180,11 +180,21 @@ class TrainingConfig(Section):
                                 "validation metric, e.g. DPO's reward margin at step 0).")
     save_total_limit: int = Field(3, gt=0, description="Keep at most this many checkpoints.")
     early_stopping_patience: int | None = Field(None, gt=0, description="Stop after N evals without improvement.")
+    keep_best: bool = Field(False, description="At the end, keep the checkpoint with the lowest validation loss as "
+                            "the run's model (transformers' best_model_checkpoint); needs a validation split.")
     seed: int = Field(42, description="Training seed.")
     logging_steps: int | None = Field(None, gt=0, description="Log every N optimizer steps; default total/50, >= 1.")
     padding_free: bool = Field(True, description="Concatenate each batch into one row (no padding, no cross-attention).")
     group_by_length: bool = Field(True, description="Batch examples of similar length together.")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch; default: the usable cores.")
+
+    @model_validator(mode="after")
+    def _best_needs_saves_at_evals(self) -> TrainingConfig:
+        # transformers can only restore a checkpoint that was saved at an evaluation
+        if self.keep_best and self.save_steps and self.eval_steps and self.save_steps % self.eval_steps:
+            raise ValueError(f"keep_best needs save_steps ({self.save_steps}) to be a multiple of eval_steps "
+                             f"({self.eval_steps}): set save_steps: {self.eval_steps}")
+        return self
 
 
 class AlignmentConfig(Section):
@@ -259,6 +269,8 @@ class EvaluationConfig(Section):
     base: bool = Field(True, description="Also answer with the untuned base model (docs/evaluation.md).")
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     auto: bool = Field(True, description="Run evaluation automatically after training when a test split exists.")
+    forgetting: bool = Field(True, description="After SFT and alignment runs on a chat model, compare base and tuned "
+                             "on the shipped general probes: perplexity, changed answers, leaked training strings.")
 
 
 class OutputConfig(Section):

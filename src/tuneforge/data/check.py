@@ -88,8 +88,9 @@ def check_data(cfg: RunConfig, tokenizer: Any, template: ChatTemplate, stage: st
     warnings += phrase_warnings + control_token_warnings(examples, list(_added_tokens(tokenizer)))
     warnings += serialised_json_warnings(examples)
     truncated_at = [examples[i] for i in stats.truncated_at]
-    if stats.truncated or stats.dropped:
-        warnings.append(_truncation_warning(stats, cfg.data.max_length))
+    lost = stats.loss_warning(cfg.data.max_length)
+    if lost is not None:
+        warnings.append(lost)
     return CheckReport(
         records=sum(r.records for r in data.reports), format=_format_name(data), formats=_formats(data),
         kinds=dict(Counter(ex.kind for ex in examples)), datasets=[_dataset_json(r) for r in data.reports],
@@ -129,17 +130,6 @@ def _process_all(examples: list[Example], cfg: RunConfig, tokenizer: Any, templa
         for reason, n in stats.stats.dropped.items():
             total.dropped[reason] = total.dropped.get(reason, 0) + n
     return total
-
-
-def _truncation_warning(stats: ProcessStats, max_length: int) -> Problem:
-    longest = max(stats.lengths) if stats.lengths else 0
-    dropped = sum(stats.dropped.values())
-    return Problem(f"{stats.truncated} record(s) longer than max_length={max_length} will be truncated "
-                   f"({stats.turns_dropped} whole turn(s) dropped) and {dropped} dropped "
-                   f"({', '.join(f'{k}: {v}' for k, v in stats.dropped.items()) or 'none'}); the longest has "
-                   f"{longest} tokens", field="data.max_length",
-                   fix=f"raise data.max_length (the longest needs {longest}) or shorten those records",
-                   severity="warning")
 
 
 def _added_tokens(tokenizer: Any) -> set[str]:

@@ -163,14 +163,17 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def add_to_run_report(report: Path, section: str, chart: Path | None = None) -> None:
-    """Put the evaluation section into a run's report.md, replacing an earlier one."""
+def add_to_run_report(report: Path, section: str, chart: Path | None = None, tag: str = "eval") -> None:
+    """Put a section (the evaluation by default) into a run's report.md, replacing an earlier one with the same tag."""
+    start, end = f"<!-- tuneforge:{tag} -->", f"<!-- /tuneforge:{tag} -->"
+    if not section.startswith(start):
+        section = f"{start}\n{section.rstrip()}\n{end}\n"
     text = report.read_text(encoding="utf-8") if report.exists() else "# Run report\n"
     if chart is not None:
         section = section.replace(f"]({chart.name})", f"]({chart.relative_to(report.parent).as_posix()})")
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        text = head + section + rest.split(SECTION_END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     report.write_text(text, encoding="utf-8")

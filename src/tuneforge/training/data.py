@@ -9,10 +9,11 @@ from typing import Any
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.data.loader import load_data, require_usable, split_examples
-from tuneforge.data.processors.base import Processed, ProcessOptions, process_examples
+from tuneforge.data.processors.base import LOST_SHARE_WARN, Processed, ProcessOptions, process_examples
 from tuneforge.data.quality import length_summary
 from tuneforge.data.records import Example, Message
 from tuneforge.data.templates import ChatTemplate
+from tuneforge.evaluation.forgetting import trained_answers
 from tuneforge.utils.errors import DataError, Problem
 
 #: Generates answers for prompts (the base model's own, for self-distilled replay).
@@ -29,6 +30,7 @@ class TrainingData:
     eval: Processed | None
     test: list[Example]
     report: dict[str, Any] = field(default_factory=dict)
+    answers: list[str] = field(default_factory=list)  # what training pushes towards (the forgetting guard's signal)
 
     @property
     def n_eval(self) -> int:
@@ -68,10 +70,18 @@ def prepare(cfg: RunConfig, tokenizer: Any, template: ChatTemplate, stage: str,
                       "dropped": processed.stats.dropped, "turns_dropped": processed.stats.turns_dropped},
         "token_lengths": length_summary(processed.stats.lengths), "max_length": cfg.data.max_length,
         "trained_tokens": _trained_tokens(processed.columns),
-        "warnings": [w.to_dict() for w in data.warnings],
+        "warnings": [w.to_dict() for w in data.warnings + _lost(processed, cfg.data.max_length)],
         "invalid_skipped": len(data.errors) if cfg.data.skip_invalid else 0,
     }
-    return TrainingData(processed, evaluated if evaluated is not None and len(evaluated) else None, test, report)
+    return TrainingData(processed, evaluated if evaluated is not None and len(evaluated) else None, test, report,
+                        trained_answers(train))
+
+
+def _lost(processed: Processed, max_length: int) -> list[Problem]:
+    """The truncation warning when more than LOST_SHARE_WARN of the training examples are not trained whole."""
+    stats = processed.stats
+    warning = stats.loss_warning(max_length)
+    return [warning] if warning is not None and stats.lost > LOST_SHARE_WARN * stats.examples else []
 
 
 def _load_eval(cfg: RunConfig, stage: str) -> list[Example]:

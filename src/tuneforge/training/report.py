@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,72 @@ def _quarters(values: list[float]) -> tuple[float, float] | None:
     return float(np.mean(values[:q])), float(np.mean(values[-q:]))
 
 
-def diagnose_alignment(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> list[str]:
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosis rule that fired: what the curves show, what to do, and which way that pushes the run.
+
+    ``actions`` (lr_down, lr_up, longer, shorter) are what :func:`resolve` compares: a finding whose advice
+    contradicts one of higher precedence keeps its fact and loses its advice.
+    """
+
+    rule: str
+    fact: str
+    advice: str = ""
+    actions: frozenset[str] = frozenset()
+
+
+#: Highest first (docs/evaluation.md, "Watching a run"): instability before overfitting before "train more".
+PRECEDENCE = ("rising", "kl_exploding", "eval_overfitting", "near_zero", "not_converged", "flat", "margin_flat",
+              "reward_flat", "accuracy_chance", "converged", "info")
+OPPOSITE = {"lr_down": "lr_up", "lr_up": "lr_down", "longer": "shorter", "shorter": "longer"}
+
+
+def resolve(findings: list[Finding]) -> list[str]:
+    """Findings in precedence order, rendered; no two pieces of advice point opposite ways."""
+    taken: set[str] = set()
+    out = []
+    for f in sorted(findings, key=lambda f: PRECEDENCE.index(f.rule)):
+        if any(OPPOSITE[a] in taken for a in f.actions):
+            out.append(f"{f.fact} (its usual remedy is left out: it contradicts the finding above, which comes first)")
+            continue
+        taken |= f.actions
+        out.append(f"{f.fact}: {f.advice}" if f.advice else f.fact)
+    return out
+
+
+def loss_findings(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> list[Finding]:
+    """The loss rules of docs/evaluation.md: one trend (rising, flat, not converged, converged), near 0, eval."""
+    losses = np.array([r["loss"] for r in train if r.get("loss") is not None], dtype=float)
+    if len(losses) < 4:
+        return [Finding("info", "too few logged steps to judge the curves (lower training.logging_steps)")]
+    q = max(1, len(losses) // 4)
+    first, last, before_last = losses[:q].mean(), losses[-q:].mean(), losses[-2 * q:-q].mean()
+    if last > first:
+        out = [Finding("rising", f"loss is rising (first quarter {first:.3f} -> last quarter {last:.3f})",
+                       "training is not converging; lower the learning rate and check the data",
+                       frozenset({"lr_down"}))]
+    elif first - last < 0.02 * first:
+        out = [Finding("flat", f"loss barely moved ({first:.3f} -> {last:.3f})",
+                       "raise the learning rate or train longer", frozenset({"lr_up", "longer"}))]
+    elif before_last - last > 0.05 * before_last:
+        out = [Finding("not_converged", f"loss is still falling at the end ({before_last:.3f} -> {last:.3f})",
+                       "not converged yet; add epochs or data", frozenset({"longer"}))]
+    else:
+        out = [Finding("converged", "the loss fell and flattened in the second half: training converged normally")]
+    if losses[: max(1, len(losses) // 3)].min() < 0.05:
+        out.append(Finding("near_zero", "loss is near 0 (perplexity near 1) within the first third of training",
+                           "overfitting; retrain with about a third of the epochs", frozenset({"shorter"})))
+    if len(evals) >= 2:
+        ev = np.array([r["eval_loss"] for r in evals], dtype=float)
+        if ev[-1] > ev.min() * 1.1 and ev[-1] > last * 1.5:
+            out.append(Finding("eval_overfitting", f"validation loss {ev[-1]:.3f} is well above training loss "
+                               f"{last:.3f} and rising from its best {ev.min():.3f}",
+                               "overfitting; raise weight decay, add data, stop early or keep the best checkpoint "
+                               "(training.keep_best)", frozenset({"shorter"})))
+    return out
+
+
+def alignment_findings(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> list[Finding]:
     """Preference and RL curves: margin not growing, accuracy stuck at 0.5, KL exploding, reward flat."""
     out = []
 
@@ -91,57 +157,51 @@ def diagnose_alignment(train: list[dict[str, Any]], evals: list[dict[str, Any]])
 
     margins = _quarters(series("rewards/margins") or series("margin"))
     if margins and margins[1] <= margins[0] + 1e-3:
-        out.append(f"the reward margin is not growing ({margins[0]:.3f} -> {margins[1]:.3f}): raise the learning "
-                   "rate or beta, train longer, or check that chosen and rejected answers really differ")
+        out.append(Finding("margin_flat", f"the reward margin is not growing ({margins[0]:.3f} -> {margins[1]:.3f})",
+                           "raise the learning rate or beta, train longer, or check that chosen and rejected "
+                           "answers really differ", frozenset({"lr_up", "longer"})))
     accuracy = _quarters(series("rewards/accuracies") or series("accuracy"))
     if accuracy and abs(accuracy[1] - 0.5) <= 0.05:
-        out.append(f"preference accuracy is stuck near 0.5 (last quarter {accuracy[1]:.2f}): the model cannot tell "
-                   "chosen from rejected; check the pairs (swapped or near-identical answers) and the learning rate")
+        out.append(Finding("accuracy_chance", f"preference accuracy is stuck near 0.5 (last quarter {accuracy[1]:.2f})",
+                           "the model cannot tell chosen from rejected; check the pairs (swapped or near-identical "
+                           "answers)"))
     kl = series("kl")
     if len(kl) >= 4 and kl[-1] > max(1.0, 10 * max(abs(kl[0]), 0.01)):
-        out.append(f"KL against the reference is exploding ({kl[0]:.3f} -> {kl[-1]:.3f}): lower the learning "
-                   "rate or raise alignment.kl_coef / beta")
+        out.append(Finding("kl_exploding", f"KL against the reference is exploding ({kl[0]:.3f} -> {kl[-1]:.3f})",
+                           "lower the learning rate or raise alignment.kl_coef / beta", frozenset({"lr_down"})))
     reward = _quarters(series("reward"))
     if reward and reward[1] <= reward[0]:
-        out.append(f"the mean reward did not rise ({reward[0]:.3f} -> {reward[1]:.3f}): check the reward "
-                   "functions on a few answers, raise the learning rate or sample more answers per prompt")
+        out.append(Finding("reward_flat", f"the mean reward did not rise ({reward[0]:.3f} -> {reward[1]:.3f})",
+                           "check the reward functions on a few answers, raise the learning rate or sample more "
+                           "answers per prompt", frozenset({"lr_up"})))
     evaluation = [float(r["eval_accuracy"]) for r in evals if r.get("eval_accuracy") is not None]
     if evaluation:
-        out.append(f"pairwise accuracy on the validation split: {evaluation[-1]:.3f}")
+        out.append(Finding("info", f"pairwise accuracy on the validation split: {evaluation[-1]:.3f}"))
     return out
 
 
-def diagnose(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> list[str]:
-    """The rules of docs/evaluation.md ("Watching a run") applied to the curves; each finding says what to do."""
-    losses = np.array([r["loss"] for r in train if r.get("loss") is not None], dtype=float)
-    if len(losses) < 4:
-        return ["too few logged steps to judge the curves (lower training.logging_steps)"]
-    q = max(1, len(losses) // 4)
-    first, last, before_last = losses[:q].mean(), losses[-q:].mean(), losses[-2 * q:-q].mean()
-    out = []
-    if last > first:
-        out.append(f"loss is rising (first quarter {first:.3f} -> last quarter {last:.3f}): training is not "
-                   "converging; lower the learning rate and check the data")
-    elif first - last < 0.02 * first:
-        out.append(f"loss barely moved ({first:.3f} -> {last:.3f}): raise the learning rate or train longer")
-    elif before_last - last > 0.05 * before_last:
-        out.append(f"loss is still falling at the end ({before_last:.3f} -> {last:.3f}): not converged yet; add "
-                   "epochs or data")
-    third = losses[: max(1, len(losses) // 3)]
-    if third.min() < 0.05:
-        out.append("loss is near 0 (perplexity near 1) within the first third of training: overfitting; retrain "
-                   "with about a third of the epochs")
-    if len(evals) >= 2:
-        ev = np.array([r["eval_loss"] for r in evals], dtype=float)
-        if ev[-1] > ev.min() * 1.1 and ev[-1] > last * 1.5:
-            out.append(f"validation loss {ev[-1]:.3f} is well above training loss {last:.3f} and rising from its "
-                       f"best {ev.min():.3f}: overfitting; raise weight decay, add data or stop early")
-    return out or ["the loss fell and flattened in the second half: training converged normally"]
+def diagnose(train: list[dict[str, Any]], evals: list[dict[str, Any]], alignment: bool = False,
+             surrogate_loss: bool = False) -> list[str]:
+    """The rules of docs/evaluation.md ("Watching a run") applied to the curves, in precedence order.
+
+    Args:
+        train: Logged training rows.
+        evals: Logged evaluation rows.
+        alignment: Also judge the stage's preference / reward / KL curves.
+        surrogate_loss: The loss is a policy-gradient surrogate (PPO, GRPO): its rules would mislead.
+    """
+    findings = [] if surrogate_loss else loss_findings(train, evals)
+    findings += alignment_findings(train, evals) if alignment else []
+    if not findings:
+        return ["no problem found in the reward and KL curves (the loss of this stage is a policy-gradient "
+                "surrogate and is not judged)"]
+    return resolve(findings)
 
 
 def write_report(root: Path, log: Path, summary: dict[str, Any], advice: list[str], plots: list[Path],
-                 metrics: tuple[str, ...] = (), surrogate_loss: bool = False) -> Path:
-    """``report.md``: the run summary, filled hyper-parameters with reasons, diagnosis and plots.
+                 metrics: tuple[str, ...] = (), surrogate_loss: bool = False,
+                 data_warnings: list[str] | None = None) -> Path:
+    """``report.md``: the run summary, data warnings, filled hyper-parameters with reasons, diagnosis and plots.
 
     ``surrogate_loss`` (PPO, GRPO): the loss rules of docs/evaluation.md (rising, near 0 = overfitting) are about a
     likelihood and would mislead, so only the reward/KL rules apply.
@@ -149,14 +209,11 @@ def write_report(root: Path, log: Path, summary: dict[str, Any], advice: list[st
     train, evals = read_log(log)
     lines = ["# Training report", "", "## Summary", ""]
     lines += [f"- {k}: {v}" for k, v in summary.items()]
+    lines += ["", "## Data warnings (data_report.json)", ""]
+    lines += [f"- {w}" for w in data_warnings or []] or ["- none"]
     lines += ["", "## Values chosen by advice (docs/advice.md)", ""]
     lines += [f"- {a}" for a in advice] or ["- none (everything was set in the config)"]
-    findings = diagnose_alignment(train, evals) if metrics else []
-    if not surrogate_loss:
-        findings = diagnose(train, evals) + findings  # diagnose always says something
-    elif not findings:
-        findings = ["no problem found in the reward and KL curves (the loss of this stage is a policy-gradient "
-                    "surrogate and is not judged)"]
+    findings = diagnose(train, evals, bool(metrics), surrogate_loss)
     lines += ["", "## Diagnosis (docs/evaluation.md)", ""] + [f"- {d}" for d in findings]
     if evals:
         lines += ["", "## Evaluation loss", "", "| step | eval_loss | eval_ppl |", "|---|---|---|"]

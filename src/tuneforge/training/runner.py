@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tuneforge.data.templates.check import template_warnings
 from tuneforge.distributed import world
 from tuneforge.distributed.strategies import STRATEGIES, global_batch
 from tuneforge.distributed.support import check_distributed
+from tuneforge.evaluation import forgetting
 from tuneforge.models.loading import load_tokenizer, resolve_model
 from tuneforge.models.tuning import TUNING, trainable_summary
 from tuneforge.training import data as training_data
@@ -88,10 +90,15 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     method = TUNING.get(cfg.method.name)
     set_seed(cfg.training.seed)  # new heads (a reward model's score layer) start the same in every run
     model = _load_model(base, cfg, precision, method, stage)
+    guarded = _guards_forgetting(cfg, stage, tokenizer)
+    before = world.on_main(lambda: _probe_base(run, model, tokenizer, template)) if guarded else None
     # the data is read and tokenized once, by rank 0, and handed to the other ranks
     data = world.on_main(lambda: training_data.prepare(
         cfg, tokenizer, template, stage.name, _answerer(model, tokenizer, template),
         process=lambda examples, opts: stage.prepare_data(cfg, examples, opts)))
+    data_warnings = [Problem(**w).render() for w in data.report["warnings"]]
+    for line in data_warnings:
+        say(f"warning: {line}")
     cfg, advice = recommend(cfg, len(data.train), sum(p.numel() for p in model.parameters()),
                             precision.device == "cuda", n_eval=data.n_eval)
     cfg, stage_advice = stage.defaults(cfg, data.train.columns)
@@ -136,11 +143,14 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
                "final train loss": final_loss, "precision": f"{precision.name} ({precision.reason})",
                "trainable parameters": f"{counts['trainable']:,} of {counts['total']:,}",
                "training rows": len(data.train), "model": str(run.model), **_layout(cfg)}
-    report = write_report(run.root, run.log, summary, advice_lines, plots, stage.metrics, stage.surrogate_loss)
+    report = write_report(run.root, run.log, summary, advice_lines, plots, stage.metrics, stage.surrogate_loss,
+                          data_warnings)
     run.set_state("finished", step=trainer.state.global_step)
     tuned = trainer.model if strategy.name in ("none", "ddp") else None  # sharded weights: read the saved model
     strategy.release()
     evaluation = _auto_eval(cfg, run, tuned, tokenizer, template, data.test, base, stage.name, say)
+    if before is not None:
+        _forgetting(run, tuned, tokenizer, template, cfg, before, data.answers, say)
     return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model,
                        trainer.tokens_seen, seconds, evaluation, _reference(trainer))
 
@@ -163,7 +173,6 @@ def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template
     from tuneforge.evaluation.evaluate import evaluate_engine
     from tuneforge.evaluation.report import add_to_run_report
     from tuneforge.evaluation.sources import eval_items, items_from_examples
-    from tuneforge.inference.engine import Engine
 
     e = cfg.evaluation
     if not e.auto or stage != "sft" or not (test or e.file):  # generation metrics need reference answers
@@ -171,20 +180,73 @@ def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template
     items = eval_items(cfg) if e.file else items_from_examples(test)[: e.max_samples]
     if not items:
         return None
-    if model is None:  # trained sharded (FSDP, ZeRO): the saved model is the one complete copy
-        engine = Engine.load(str(run.root), cfg.template.name, cfg.template.system)
+    with _tuned_engine(run, model, tokenizer, template, cfg) as engine:
         result = evaluate_engine(cfg, engine, items, base, run.root / "eval", echo)
-    else:
-        model.config.use_cache = True
-        try:
-            result = evaluate_engine(cfg, Engine(model.eval(), tokenizer, template), items, base, run.root / "eval",
-                                     echo)
-        finally:  # a later stage may train this model further: padding-free attention needs use_cache off
-            model.config.use_cache = False
-            model.train()
     md = next(p for p in result.files if p.name == "eval.md")
     add_to_run_report(run.root / "report.md", md.read_text(encoding="utf-8"), md.with_name("eval.png"))
     return result
+
+
+@contextmanager
+def _tuned_engine(run: RunDir, model: Any, tokenizer: Any, template: ChatTemplate, cfg: RunConfig) -> Iterator[Any]:
+    """The trained model ready to generate; ``model`` None (trained sharded): the saved complete copy."""
+    from tuneforge.inference.engine import Engine
+
+    if model is None:
+        yield Engine.load(str(run.root), cfg.template.name, cfg.template.system)
+        return
+    with _generating(model):
+        yield Engine(model, tokenizer, template)
+
+
+@contextmanager
+def _generating(model: Any) -> Iterator[None]:
+    """Eval mode with the KV cache for generation, then back to training mode."""
+    model.config.use_cache = True
+    model.eval()
+    try:
+        yield
+    finally:  # a later stage may train this model further: padding-free attention needs use_cache off
+        model.config.use_cache = False
+        model.train()
+
+
+def _guards_forgetting(cfg: RunConfig, stage: Any, tokenizer: Any) -> bool:
+    """The forgetting guard runs after SFT and alignment runs of a chat model, unless turned off."""
+    return cfg.evaluation.forgetting and stage.policy and stage.forgetting_guard and bool(
+        getattr(tokenizer, "chat_template", None))
+
+
+def _probe_base(run: RunDir, model: Any, tokenizer: Any, template: ChatTemplate) -> forgetting.Snapshot:
+    """The base model's side of the guard, measured once per run (a resumed run reads it back)."""
+    path = run.root / "eval" / "forgetting_base.json"
+    saved = forgetting.load_snapshot(path)
+    if saved is not None:
+        return saved
+    from tuneforge.inference.engine import Engine
+
+    with _generating(model):
+        snap = forgetting.snapshot(Engine(model, tokenizer, template), forgetting.load_probes())
+    forgetting.save_snapshot(snap, path)
+    return snap
+
+
+def _forgetting(run: RunDir, model: Any, tokenizer: Any, template: ChatTemplate, cfg: RunConfig,
+                before: forgetting.Snapshot, answers: list[str], echo: Echo) -> dict[str, Any]:
+    """Tuned vs base on the general probes: eval/forgetting.json, a report section, console lines."""
+    from tuneforge.evaluation.report import add_to_run_report
+
+    probes = forgetting.load_probes()
+    with _tuned_engine(run, model, tokenizer, template, cfg) as engine:
+        after = forgetting.snapshot(engine, probes)
+    report = forgetting.compare(probes, before, after, answers)
+    forgetting.write(report, run.root / "eval")
+    add_to_run_report(run.root / "report.md", forgetting.markdown(report), tag="forgetting")
+    for line in forgetting.summary_lines(report):
+        echo(f"forgetting: {line}")
+    for w in report["warnings"]:
+        echo(f"warning: {w}")
+    return report
 
 
 def _reference(trainer: Any) -> Any:
@@ -243,13 +305,9 @@ def _answerer(model: Any, tokenizer: Any, template: ChatTemplate) -> training_da
     def answer(prompts: list[Any]) -> list[str]:
         from tuneforge.inference.engine import Engine, GenerationOptions
 
-        model.config.use_cache = True
-        try:
+        with _generating(model):
             options = GenerationOptions(REPLAY_MAX_NEW_TOKENS, temperature=0.0, repetition_penalty=1.1)
-            return Engine(model.eval(), tokenizer, template).generate_batch(prompts, options)
-        finally:
-            model.config.use_cache = False
-            model.train()
+            return Engine(model, tokenizer, template).generate_batch(prompts, options)
 
     return answer
 
@@ -321,6 +379,7 @@ def _training_args(cfg: RunConfig, run: RunDir, precision: Precision, has_eval: 
         remove_unused_columns=False, train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         length_column_name="length", dataloader_num_workers=0, logging_nan_inf_filter=False,
         metric_for_best_model="eval_loss" if has_eval else None, greater_is_better=False if has_eval else None,
+        load_best_model_at_end=t.keep_best and has_eval,
         gradient_checkpointing=False)  # enabled on the model itself, before any PEFT wrapping
 
 

@@ -141,7 +141,18 @@ class RunTrainerMixin:
         self.accelerator.wait_for_everyone()  # every rank's part is on disk
         if self.args.process_index == 0:
             self._publish(os.path.join(staging, name), os.path.join(run_dir, name))
+        self._point_best_at(run_dir, os.path.join(run_dir, name))
         self.accelerator.wait_for_everyone()  # no rank goes on before the checkpoint is in place
+
+    def _point_best_at(self, run_dir: str, final: str) -> None:
+        """The best checkpoint's published path (the parent recorded the staging path, or none at all)."""
+        if not self.state.best_global_step:
+            return
+        best = os.path.join(run_dir, f"checkpoint-{self.state.best_global_step}")
+        if os.path.isdir(best) and self.state.best_model_checkpoint != best:
+            self.state.best_model_checkpoint = best
+            if self.args.should_save:  # the copy inside the checkpoint is what a resumed run reads
+                self.state.save_to_json(os.path.join(final, "trainer_state.json"))
 
     def _publish(self, staged: str, final: str) -> None:
         """Rename a complete staged checkpoint into place, then keep only the newest ``save_total_limit``."""

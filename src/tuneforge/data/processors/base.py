@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,6 +16,10 @@ from tuneforge.utils.names import Registry
 
 #: Examples rendered and tokenized per batch (one call into the Rust tokenizer).
 CHUNK = 1024
+#: Share of the examples the advised max_length keeps whole.
+KEEP_SHARE = 0.95
+#: Share of training examples truncated or dropped above which training warns (console, data report, report).
+LOST_SHARE_WARN = 0.05
 #: Smaller batches when rendering of the next batch overlaps tokenization of this one.
 PIPELINE_CHUNK = 128
 
@@ -60,6 +65,38 @@ class ProcessStats:
     lengths: list[int] = field(default_factory=list)
     truncated_at: list[int] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        """Examples that did not reach training whole: truncated or dropped."""
+        return self.truncated + sum(self.dropped.values())
+
+    def length_keeping(self, share: float = KEEP_SHARE) -> int:
+        """The smallest ``max_length`` that keeps ``share`` of the examples whole (0 without examples)."""
+        if not self.lengths:
+            return 0
+        ordered = sorted(self.lengths)
+        return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+    def loss_warning(self, max_length: int) -> Problem | None:
+        """The one warning ``data check`` and training give about truncated and dropped examples (docs/data.md).
+
+        None when nothing was lost. Training shows it when more than :data:`LOST_SHARE_WARN` was lost;
+        ``data check`` whenever anything was.
+        """
+        if not self.lost:
+            return None
+        dropped = sum(self.dropped.values())
+        reasons = ", ".join(f"{k}: {v}" for k, v in self.dropped.items()) or "none"
+        keep = self.length_keeping()
+        longest = max(self.lengths, default=0)
+        fix = (f"set data.max_length: {keep} to keep {KEEP_SHARE:.0%} of the examples whole (the longest has "
+               f"{longest} tokens), or shorten the longest records" if keep > max_length else
+               "see the reasons above (max_length already keeps 95% whole)")
+        return Problem(f"{self.lost} of {self.examples} examples ({self.lost / max(1, self.examples):.0%}) will not "
+                       f"be trained whole at max_length={max_length}: {self.truncated} truncated "
+                       f"({self.turns_dropped} whole turn(s) cut) and {dropped} dropped ({reasons})",
+                       field="data.max_length", fix=fix, severity="warning")
 
     def drop(self, reason: str) -> None:
         """Count one dropped example."""

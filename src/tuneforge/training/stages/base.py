@@ -43,12 +43,15 @@ class Stage:
         metrics: Logged keys (besides loss) plotted into ``plots/<stage>.png``.
         surrogate_loss: The loss is a policy-gradient surrogate (PPO, GRPO), not a likelihood: its level
             and trend say nothing about quality, so the report judges the reward and KL instead.
+        forgetting_guard: A chat model's general answers are compared before and after the run
+            (docs/evaluation.md, "Forgetting"); continued pre-training is not about chat.
     """
 
     name = "sft"
     policy = True
     metrics: tuple[str, ...] = ()
     surrogate_loss = False
+    forgetting_guard = True
     trainer_class: type = TuneforgeTrainer
     #: ``training`` switches of the batch layout this stage applies.
     layout_options: tuple[str, ...] = LAYOUT_OPTIONS
@@ -106,6 +109,7 @@ class PretrainStage(Stage):
     """Continued pre-training: rows are chunks of concatenated documents, every token trained."""
 
     name = "pt"
+    forgetting_guard = False
 
 
 class TrlStage(Stage):
