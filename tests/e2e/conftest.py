@@ -34,6 +34,8 @@ def write_config(tmp_path: Path, model: Path, data_path: Path, **sections: dict[
         "training": {"max_steps": 8, "learning_rate": 5e-3, "batch_size": 4, "gradient_accumulation": 1,
                      "logging_steps": 1, "eval_steps": 4, "save_steps": 4, "warmup_ratio": 0.0},
         "output": {"dir": str(tmp_path / "runs"), "name": "r"},
+        # the guard generates 2 x 60 probe answers (seconds per run): tests/e2e/test_forgetting.py covers it
+        "evaluation": {"forgetting": False},
     }
     for section, values in sections.items():
         cfg.setdefault(section, {}).update(values)

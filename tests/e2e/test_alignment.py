@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 from tests.conftest import write_json
 from tests.e2e.conftest import write_config
 from tuneforge.config.load import load_config
+from tuneforge.evaluation.held_out import HEADLINE
 from tuneforge.training.runner import train
 
 PAIRS = [{"instruction": f"What is {a} plus {b}?", "input": "", "chosen": f"{a} plus {b} is {a + b}.",
@@ -100,6 +101,33 @@ def test_stage_trains(tmp_path: Path, tiny_model_dir: Path, reward_model: Path, 
     assert (result.run.root / "plots" / "alignment.png").is_file()
     meta = json.loads((result.run.model / "tuneforge_training.json").read_text())
     assert meta["stage"] == stage
+    held = json.loads((result.run.root / "eval" / "metrics.json").read_text())  # judged on the validation split
+    headline = HEADLINE[stage][0]
+    assert held["stage"] == stage and held["n"] >= 1 and {"base", "tuned"} == set(held["metrics"])
+    assert headline in held["metrics"]["base"] and headline in held["metrics"]["tuned"]
+    assert f"{headline}" in (result.run.root / "report.md").read_text()
+
+
+def test_dpo_held_out_preference_rises_and_eval_reports_it(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The pairs are learnable (a sum against "I do not know"): on held-out pairs the tuned policy prefers the
+    chosen answer more than the base does, and `tuneforge eval RUN --json` reports the same figures."""
+    import subprocess
+    import sys
+
+    data = write_json(tmp_path / "dpo.json", PAIRS)
+    cfg = write_config(tmp_path, tiny_model_dir, data, training={"stage": "dpo", "max_steps": 12, "eval_steps": 100,
+                                                                "save_steps": 100})
+    said: list[str] = []
+    result = train(load_config(cfg), str(cfg), progress=False, echo=said.append)
+    auto = json.loads((result.run.root / "eval" / "metrics.json").read_text())["metrics"]
+    assert auto["base"]["preference_accuracy"] == 0.5 and auto["base"]["reward_margin"] == 0.0
+    assert auto["tuned"]["preference_accuracy"] >= 0.75 and auto["tuned"]["reward_margin"] > 0.5
+    assert any("better than base on preference_accuracy" in line for line in said)
+    out = subprocess.run([sys.executable, "-m", "tuneforge.cli.main", "eval", str(result.run.root), "--json"],
+                         capture_output=True, text=True, check=True)
+    cli = json.loads(out.stdout)["metrics"]
+    assert cli["tuned"]["preference_accuracy"] == auto["tuned"]["preference_accuracy"]
+    assert abs(cli["tuned"]["reward_margin"] - auto["tuned"]["reward_margin"]) < 0.05 * abs(auto["tuned"]["reward_margin"])
 
 
 @pytest.mark.parametrize("stage", ["rm", "dpo", "simpo", "orpo", "kto", "grpo", "ppo"])

@@ -122,7 +122,14 @@ def _ppl(source: ModelSource, items: list[EvalItem], cfg: RunConfig) -> float | 
 
 def evaluate_target(cfg: RunConfig, model: str | None, base_path: str | None, out_dir: Path,
                     split: str | None = None, file: str | None = None, echo: Echo = print) -> EvalResult:
-    """Evaluate a trained model (a run or model folder) against its base, or only the base when ``model`` is None."""
+    """Evaluate a trained model (a run or model folder) against its base, or only the base when ``model`` is None.
+
+    Preference, reward and RL runs are judged by their stage's own held-out metrics (evaluation/held_out.py).
+    """
+    from tuneforge.evaluation.held_out import EVALUATORS, evaluate_stage
+
+    if model is not None and cfg.training.stage in EVALUATORS:
+        return evaluate_stage(cfg, model, base_path, out_dir, split=split, file=file, echo=echo)
     items = eval_items(cfg, split, file)
     tuned = None
     if model is not None:

@@ -5,7 +5,7 @@ training or replay file of ours) and its perplexity on the probes' reference ans
 training the tuned model does the same. The comparison gives three figures:
 
 - general perplexity before and after;
-- the share of probe answers that changed materially (character similarity below :data:`CHANGED_BELOW`);
+- the share of probe answers that changed materially (similarity of their openings below :data:`CHANGED_BELOW`);
 - the share of probe answers that picked up a *signature string*: a word or phrase frequent in the training
   answers that the base model never used in its probe answers (a taught name leaking into "the capital of
   Italy is Rome, also known as Forge"). Signature strings are found from the data, not configured.
@@ -29,6 +29,8 @@ PROBES = Path(__file__).with_name("probes") / "general.json"
 MAX_NEW_TOKENS = 64
 #: Character similarity (difflib ratio) below which a tuned answer counts as materially changed.
 CHANGED_BELOW = 0.5
+#: Characters of each answer's opening that similarity compares.
+SIMILARITY_CHARS = 200
 #: A signature string appears in at least this share of the training answers...
 SIGNATURE_MIN_SHARE = 0.1
 #: ...and in none of the base model's probe answers. At most this many are kept (the most frequent).
@@ -148,9 +150,17 @@ def _contains(text: str, phrase: str) -> bool:
     return re.search(rf"(?<![a-z]){re.escape(phrase)}(?![a-z])", text) is not None
 
 
-def similarity(a: str, b: str) -> float:
-    """Character similarity in [0, 1] (difflib's ratio; works for English and Chinese alike)."""
-    return SequenceMatcher(None, a, b, autojunk=False).ratio()
+def similarity(a: str, b: str, limit: int = SIMILARITY_CHARS) -> float:
+    """Character similarity in [0, 1] of the answers' openings (difflib's ratio; English and Chinese alike).
+
+    Both answers are cut to the shorter one's length (at most ``limit`` characters): a tuned answer that
+    says the same thing more briefly is not a changed answer, and a small model's greedy text drifts after
+    its first sentence whatever was trained.
+    """
+    n = min(len(a), len(b), limit)
+    if n == 0:
+        return 1.0 if a == b else 0.0
+    return SequenceMatcher(None, a[:n], b[:n], autojunk=False).ratio()
 
 
 def compare(probes: list[Probe], base: Snapshot, tuned: Snapshot, train_answers: list[str]) -> dict[str, Any]:

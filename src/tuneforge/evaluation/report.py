@@ -82,14 +82,18 @@ def table_rows(metrics: dict[str, dict[str, float | None]],
     both = {"base", "tuned"} <= set(sources)
     header = ["metric", *sources] + (["delta"] if both else [])
     rows = []
-    for m in (*HIGHER_BETTER, "ppl"):
+    known = (*HIGHER_BETTER, "ppl")
+    # a stage's own metrics (preference accuracy, reward, ...) follow the text metrics, with 3 decimals
+    others = [m for m in dict.fromkeys(k for v in metrics.values() for k in v) if m not in known]
+    for m in (*known, *others):
         values = [metrics[s].get(m) for s in sources]
         if all(v is None for v in values):
             continue
-        row = [LABELS[m], *("-" if v is None else f"{v:.2f}" for v in values)]
+        digits = 2 if m in known else 3
+        row = [LABELS.get(m, m), *("-" if v is None else f"{v:.{digits}f}" for v in values)]
         if both:
             b, t = metrics["base"].get(m), metrics["tuned"].get(m)
-            row.append("-" if b is None or t is None else f"{t - b:+.2f}")
+            row.append("-" if b is None or t is None else f"{t - b:+.{digits}f}")
         rows.append(row)
     if judged:
         scores = [judged.get(s, {}).get("scores", {}).get("overall") for s in sources]

@@ -46,7 +46,7 @@ def _prompt_messages(ex: Example) -> list[Message]:
 STAGE_OF_KIND = {"sft": "sft", "pairwise": "rm", "unpaired": "kto"}
 
 
-def _render(template: Any, ex: Example, answer: Message) -> str:
+def render_answer(template: Any, ex: Example, answer: Message) -> str:
     """Prompt + answer exactly as training rendered them (the answer ends with the end-of-turn token)."""
     turns, _ = template.turns([*_prompt_messages(ex), answer], ex.system, ex.tools)
     return "".join(t.prompt + t.answer for t in turns)
@@ -61,7 +61,7 @@ def score_file(model: str, data: str, max_samples: int | None = None) -> ScoreRe
     require_usable(loaded, STAGE_OF_KIND.get(min(kinds), "sft") if kinds else "sft")
     result = ScoreResult()
     for ex in loaded.examples:
-        texts = {name: _render(template, ex, answer) for name, answer in _answers(ex)}
+        texts = {name: render_answer(template, ex, answer) for name, answer in _answers(ex)}
         scores = dict(zip(texts, scorer.score(list(texts.values())), strict=True))
         result.rows.append({"record": ex.origin.index, **{f"score_{k}": round(v, 4) for k, v in scores.items()}})
     pairs = [r for r in result.rows if "score_chosen" in r]

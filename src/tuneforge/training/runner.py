@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from tuneforge.training.precision import Precision, choose_precision
 from tuneforge.training.report import plot_curves, read_log, write_report
 from tuneforge.training.rundir import RunDir, open_run
 from tuneforge.training.stages import STAGES
-from tuneforge.utils.errors import ConfigError, Problem, TuneforgeError
+from tuneforge.utils.errors import ConfigError, DataError, Problem, TuneforgeError
 
 Echo = Callable[[str], None]
 #: Length of the base model's own answers used as replay data (short answers keep replay cheap).
@@ -171,10 +171,13 @@ def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template
                base: str, stage: str, echo: Echo) -> Any:
     """Base vs tuned on the test split (or evaluation.file) right after training, into eval/ and report.md."""
     from tuneforge.evaluation.evaluate import evaluate_engine
+    from tuneforge.evaluation.held_out import EVALUATORS
     from tuneforge.evaluation.report import add_to_run_report
     from tuneforge.evaluation.sources import eval_items, items_from_examples
 
     e = cfg.evaluation
+    if e.auto and stage in EVALUATORS:
+        return _stage_eval(cfg, run, model, tokenizer, template, base, echo)
     if not e.auto or stage != "sft" or not (test or e.file):  # generation metrics need reference answers
         return None
     items = eval_items(cfg) if e.file else items_from_examples(test)[: e.max_samples]
@@ -184,6 +187,28 @@ def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template
         result = evaluate_engine(cfg, engine, items, base, run.root / "eval", echo)
     md = next(p for p in result.files if p.name == "eval.md")
     add_to_run_report(run.root / "report.md", md.read_text(encoding="utf-8"), md.with_name("eval.png"))
+    return result
+
+
+def _stage_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template: ChatTemplate, base: str,
+                echo: Echo) -> Any:
+    """A preference, reward or RL run judged on held-out examples by its stage's metric (skipped: none held out)."""
+    from tuneforge.evaluation.held_out import evaluate_stage, held_out
+    from tuneforge.evaluation.report import add_to_run_report
+
+    try:
+        held_out(cfg)
+    except DataError:
+        echo("eval: no held-out split (data.split), so no held-out evaluation")
+        return None
+    if cfg.training.stage in ("rm", "ppo"):  # the in-memory model is a scorer or a policy wrapper: use the saved one
+        model = None
+    with _tuned_engine(run, model, tokenizer, template, cfg) if model is not None else nullcontext() as engine:
+        result = evaluate_stage(cfg, str(run.root), base, run.root / "eval", engine, echo=echo)
+    md = next(p for p in result.files if p.name == "eval.md")
+    add_to_run_report(run.root / "report.md", md.read_text(encoding="utf-8"))
+    for line in result.verdict:
+        echo(f"eval: {line}")
     return result
 
 

@@ -1,0 +1,307 @@
+"""Held-out evaluation of preference, reward and RL runs (docs/evaluation.md, "Preference and RL runs").
+
+Text metrics (BLEU, ROUGE) judge an SFT model; a DPO, KTO, reward or GRPO model is judged by what its stage
+optimises, measured on examples it did not train on (the test split, else the validation split):
+
+- dpo, simpo, orpo: does the tuned policy prefer the chosen answer more than the base does?
+- kto: do desirable answers gain log-probability against undesirable ones?
+- rm: does the reward model score the chosen answer above the rejected one?
+- grpo, ppo: does the tuned model's greedy answer earn more reward than the base model's?
+
+Each evaluator fills ``{"base": {...}, "tuned": {...}}`` for :class:`~tuneforge.evaluation.evaluate.EvalResult`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.data.loader import load_data, split_examples
+from tuneforge.data.records import Example
+from tuneforge.data.split import SPLIT_NAMES
+from tuneforge.utils.errors import DataError, Problem
+from tuneforge.utils.names import Registry
+
+#: Which metric each stage is judged by, and whether higher is better (the verdict reads it).
+HEADLINE: dict[str, tuple[str, str]] = {
+    "dpo": ("preference_accuracy", "reward_margin"), "simpo": ("preference_accuracy", "reward_margin"),
+    "orpo": ("preference_accuracy", "reward_margin"), "kto": ("log_ratio_gap", "logp_gap"),
+    "rm": ("accuracy", "margin"), "grpo": ("reward", "reward"), "ppo": ("reward", "reward"),
+}
+
+
+@dataclass
+class Measured:
+    """What an evaluator found: metrics per model and one row per example (for review)."""
+
+    metrics: dict[str, dict[str, float | None]]
+    rows: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)  # why a metric could not be measured
+
+
+@dataclass
+class Models:
+    """The tuned model and a way to compute as the base (adapter off, or a separate copy)."""
+
+    tuned: Any  # an Engine (policy stages) or a RewardScorer (rm)
+    base: Any  # a BaseView (policy stages) or None
+    run: str
+
+
+Evaluator = Callable[[RunConfig, Models, list[Example]], Measured]
+EVALUATORS: Registry[Evaluator] = Registry("held-out evaluation")
+
+
+def held_out(cfg: RunConfig, split: str | None = None) -> tuple[list[Example], str]:
+    """The examples training never saw: the test split if it has any, else the validation split.
+
+    The split is the seeded, content-hashed one training used; ``data.eval_datasets`` is the validation set.
+
+    Raises:
+        DataError: there is no held-out example at all.
+    """
+    if cfg.data.eval_datasets and split in (None, "validation"):
+        return load_data(cfg.data, cfg.data.eval_datasets).examples[: cfg.evaluation.max_samples], \
+            "data.eval_datasets"
+    parts = split_examples(load_data(cfg.data).examples, cfg.data)
+    names = [split] if split else ["test", "validation"]
+    for name in names:
+        examples = parts[SPLIT_NAMES.index(name)]
+        if examples:
+            return examples[: cfg.evaluation.max_samples], f"the {name} split"
+    raise DataError("nothing held out to evaluate on", [Problem(
+        f"the {' and '.join(names)} split(s) of data.datasets are empty", field="data.split",
+        fix="hold some data out, e.g. data.split: [0.9, 0.1, 0.0]")])
+
+
+def answer_logps(model: Any, prompts: list[list[int]], answers: list[list[int]]) -> list[float]:
+    """Sum of the log-probabilities of each answer's tokens given its prompt."""
+    import torch
+
+    out = []
+    device = next(model.parameters()).device
+    for prompt, answer in zip(prompts, answers, strict=True):
+        ids = torch.tensor([prompt + answer], device=device)
+        with torch.inference_mode():
+            logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1].float()
+        logp = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(answer, device=device)[:, None])
+        out.append(float(logp.sum()))
+    return out
+
+
+def _columns(cfg: RunConfig, engine: Any, examples: list[Example], kind: str) -> dict[str, list[Any]]:
+    from tuneforge.data.processors.base import ProcessOptions, process_examples
+
+    chosen = [ex for ex in examples if ex.kind == kind]
+    if not chosen:
+        raise DataError("nothing to evaluate", [Problem(f"no {kind} example among the held-out records",
+                                                        field="data.split", fix=f"hold out {kind} examples")])
+    opts = ProcessOptions(engine.tokenizer, engine.template, cfg.data.max_length)
+    return process_examples(chosen, opts).columns
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def pairwise(cfg: RunConfig, models: Models, examples: list[Example]) -> Measured:
+    """dpo, simpo, orpo: implicit-reward accuracy and margin of tuned over base; each model's own preference.
+
+    With d = (log p_tuned(chosen) - log p_base(chosen)) - (log p_tuned(rejected) - log p_base(rejected)),
+    ``preference_accuracy`` is the share of pairs with d > 0 (ties count half, so the base is 0.5) and
+    ``reward_margin`` the mean d in nats (DPO's implicit reward with beta 1). ``chosen_preferred`` and
+    ``logp_margin`` are each model's own: the share of pairs whose chosen answer is the likelier one, and
+    the mean log-probability difference.
+    """
+    cols = _columns(cfg, models.tuned, examples, "pairwise")
+    p, c, r = cols["prompt_ids"], cols["chosen_ids"], cols["rejected_ids"]
+    with models.base.off() as base:
+        bc, br = answer_logps(base, p, c), answer_logps(base, p, r)
+    tc, tr = answer_logps(models.tuned.model, p, c), answer_logps(models.tuned.model, p, r)
+    d = [(a - b) - (x - y) for a, b, x, y in zip(tc, bc, tr, br, strict=True)]
+    metrics = {
+        "base": {"preference_accuracy": 0.5, "reward_margin": 0.0, **_own(bc, br)},
+        "tuned": {"preference_accuracy": _mean([1.0 if v > 0 else 0.5 if v == 0 else 0.0 for v in d]),
+                  "reward_margin": _mean(d), **_own(tc, tr)},
+    }
+    rows = [{"chosen_base": a, "rejected_base": b, "chosen_tuned": x, "rejected_tuned": y}
+            for a, b, x, y in zip(bc, br, tc, tr, strict=True)]
+    return Measured(metrics, rows)
+
+
+def _own(chosen: list[float], rejected: list[float]) -> dict[str, float | None]:
+    return {"chosen_preferred": _mean([float(a > b) for a, b in zip(chosen, rejected, strict=True)]),
+            "logp_margin": _mean([a - b for a, b in zip(chosen, rejected, strict=True)])}
+
+
+def unpaired(cfg: RunConfig, models: Models, examples: list[Example]) -> Measured:
+    """kto: ``log_ratio_gap`` = mean (log p_tuned - log p_base) of desirable answers minus that of undesirable
+    ones (0 for the base); ``logp_gap`` = each model's mean per-token log-probability, desirable minus
+    undesirable."""
+    cols = _columns(cfg, models.tuned, examples, "unpaired")
+    p, a, good = cols["prompt_ids"], cols["completion_ids"], cols["label"]
+    with models.base.off() as base:
+        lb = answer_logps(base, p, a)
+    lt = answer_logps(models.tuned.model, p, a)
+
+    def gap(values: list[float]) -> float | None:
+        pos, neg = [v for v, g in zip(values, good, strict=True) if g], [v for v, g in zip(values, good, strict=True)
+                                                                           if not g]
+        return None if not pos or not neg else _mean(pos) - _mean(neg)  # type: ignore[operator]
+
+    per_token = [len(x) for x in a]
+    metrics = {
+        "base": {"log_ratio_gap": 0.0, "logp_gap": gap([v / n for v, n in zip(lb, per_token, strict=True)])},
+        "tuned": {"log_ratio_gap": gap([t - b for t, b in zip(lt, lb, strict=True)]),
+                  "logp_gap": gap([v / n for v, n in zip(lt, per_token, strict=True)])},
+    }
+    rows = [{"desirable": g, "logp_base": b, "logp_tuned": t} for g, b, t in zip(good, lb, lt, strict=True)]
+    notes = [] if 0 < sum(good) < len(good) else [
+        f"all {len(good)} held-out answers are {'desirable' if good and good[0] else 'undesirable'}: a gap needs "
+        "both kinds; hold out more data"]
+    return Measured(metrics, rows, notes)
+
+
+def reward_model(cfg: RunConfig, models: Models, examples: list[Example]) -> Measured:
+    """rm: pairwise accuracy and mean margin of the reward model's scores (its base has no trained head:
+    chance is 0.5 and 0)."""
+    from tuneforge.data.templates import resolve_template
+    from tuneforge.evaluation.score import render_answer
+    from tuneforge.models.loading import trained_system
+
+    scorer = models.tuned
+    template = resolve_template("auto", scorer.tokenizer, trained_system(models.run))
+    pairs = [ex for ex in examples if ex.kind == "pairwise"]
+    chosen = scorer.score([render_answer(template, ex, ex.chosen) for ex in pairs])
+    rejected = scorer.score([render_answer(template, ex, ex.rejected) for ex in pairs])
+    metrics = {"base": {"accuracy": 0.5, "margin": 0.0},
+               "tuned": {"accuracy": _mean([float(a > b) for a, b in zip(chosen, rejected, strict=True)]),
+                         "margin": _mean([a - b for a, b in zip(chosen, rejected, strict=True)])}}
+    return Measured(metrics, [{"score_chosen": a, "score_rejected": b} for a, b in zip(chosen, rejected, strict=True)])
+
+
+def generated_reward(cfg: RunConfig, models: Models, examples: list[Example]) -> Measured:
+    """grpo, ppo: the mean reward of greedy answers to held-out prompts, base vs tuned (the run's own rewards:
+    ``alignment.rewards`` for grpo, the reward model for ppo)."""
+    from tuneforge.evaluation.sources import items_from_examples
+    from tuneforge.training.rewards import build_rewards
+
+    items = items_from_examples(examples)
+    tokens = cfg.alignment.max_new_tokens
+    answers = {"base": models.base.answers(items, tokens, cfg.evaluation.batch_size),
+               "tuned": _source(models.tuned).answers(items, tokens, cfg.evaluation.batch_size)}
+    template = models.tuned.template
+    prompts = [template.prompt(i.prompt, i.system) for i in items]
+    references = [i.reference for i in items]
+    rewards = build_rewards(cfg) if cfg.training.stage == "grpo" else build_rewards(
+        cfg.model_copy(update={"alignment": cfg.alignment.model_copy(update={"rewards": ["reward_model"]})}))
+    metrics, per = {}, {}
+    for label, texts in answers.items():
+        totals = [0.0] * len(texts)
+        for fn in rewards:
+            ids = [models.tuned.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+            for k, v in enumerate(fn(prompts=prompts, completions=texts, completion_ids=ids, answer=references)):
+                totals[k] += float(v or 0.0)
+        per[label] = totals
+        metrics[label] = {"reward": _mean(totals)}
+    rows = [{"prompt": i.question, "reference": i.reference, "base_answer": b, "tuned_answer": t,
+             "reward_base": rb, "reward_tuned": rt}
+            for i, b, t, rb, rt in zip(items, answers["base"], answers["tuned"], per["base"], per["tuned"],
+                                       strict=True)]
+    return Measured(metrics, rows)
+
+
+def _source(engine: Any) -> Any:
+    from tuneforge.evaluation.sources import ModelSource
+
+    return ModelSource(engine, "tuned")
+
+
+for _stage, _fn in {"dpo": pairwise, "simpo": pairwise, "orpo": pairwise, "kto": unpaired, "rm": reward_model,
+                    "grpo": generated_reward, "ppo": generated_reward}.items():
+    EVALUATORS.register(_stage, _fn)
+
+
+def verdict(stage: str, metrics: dict[str, dict[str, float | None]]) -> list[str]:
+    """One sentence per headline metric: did the tuned model move the right way?"""
+    out = []
+    for key in dict.fromkeys(HEADLINE[stage]):
+        b, t = metrics["base"].get(key), metrics["tuned"].get(key)
+        if b is None or t is None:
+            continue
+        word = "better than" if t > b else "no better than"
+        out.append(f"tuned is {word} base on {key}: {b:.3f} -> {t:.3f}")
+    return out
+
+
+def markdown(stage: str, n: int, where: str, metrics: dict[str, dict[str, float | None]], lines: list[str]) -> str:
+    """The evaluation section of report.md for a preference, reward or RL run."""
+    keys = list(dict.fromkeys(k for m in metrics.values() for k in m))
+    out = ["<!-- tuneforge:eval -->", "## Evaluation", "", f"{n} held-out examples ({where}), {stage} metrics "
+           "(docs/evaluation.md).", "", "| metric | base | tuned | delta |", "|---|---|---|---|"]
+    for k in keys:
+        b, t = metrics["base"].get(k), metrics["tuned"].get(k)
+        cells = ["-" if v is None else f"{v:.3f}" for v in (b, t)]
+        delta = "-" if b is None or t is None else f"{t - b:+.3f}"
+        out.append(f"| {k} | {cells[0]} | {cells[1]} | {delta} |")
+    out += [""] + [f"- {line}" for line in lines] + ["", "<!-- /tuneforge:eval -->", ""]
+    return "\n".join(out)
+
+
+def write_files(out_dir: Path, stage: str, n: int, where: str, measured: Measured, lines: list[str]) -> list[Path]:
+    """metrics.json, predictions.jsonl and eval.md (the section placed in report.md)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [out_dir / "metrics.json", out_dir / "predictions.jsonl", out_dir / "eval.md"]
+    summary = {"n": n, "stage": stage, "held_out": where, "metrics": measured.metrics, "verdict": lines}
+    files[0].write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    files[1].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in measured.rows), encoding="utf-8")
+    files[2].write_text(markdown(stage, n, where, measured.metrics, lines), encoding="utf-8")
+    return files
+
+
+def evaluate_stage(cfg: RunConfig, run: str, base_path: str | None, out_dir: Path, tuned: Any = None,
+                   split: str | None = None, file: str | None = None, echo: Callable[[str], None] = print) -> Any:
+    """Evaluate a preference, reward or RL run on held-out examples against its base; write the files.
+
+    Args:
+        cfg: The run's config (``training.stage`` picks the evaluator).
+        run: The run (or model) folder.
+        base_path: The base model (full fine-tunes load it beside the tuned one).
+        out_dir: Where metrics.json, predictions.jsonl and eval.md go.
+        tuned: The tuned model's Engine when it is in memory (right after training); else loaded from ``run``.
+        split: test or validation; default the test split, else the validation split.
+        file: Evaluate on this data file instead of a split.
+
+    Returns:
+        An :class:`~tuneforge.evaluation.evaluate.EvalResult` (``--json`` prints it).
+    """
+    from tuneforge.evaluation.evaluate import EvalResult
+
+    stage = cfg.training.stage
+    if file:
+        from tuneforge.config.schema import DatasetSpec
+
+        examples, where = load_data(cfg.data, [DatasetSpec(path=file)]).examples, file
+    else:
+        examples, where = held_out(cfg, split)
+    echo(f"eval: {stage} metrics on {len(examples)} held-out examples ({where})")
+    measured = EVALUATORS.get(stage)(cfg, _models(cfg, run, base_path, tuned), examples)
+    lines = verdict(stage, measured.metrics) + measured.notes
+    files = write_files(out_dir, stage, len(measured.rows), where, measured, lines)
+    return EvalResult(len(measured.rows), measured.metrics, {}, lines, measured.rows, files)
+
+
+def _models(cfg: RunConfig, run: str, base_path: str | None, tuned: Any) -> Models:
+    if cfg.training.stage == "rm":
+        from tuneforge.models.reward import RewardScorer
+
+        return Models(RewardScorer.load(run), None, run)
+    from tuneforge.evaluation.sources import BaseView
+    from tuneforge.inference.engine import Engine
+
+    engine = tuned or Engine.load(run, device_map=cfg.model.device_map)
+    return Models(engine, BaseView(engine, base_path), run)
