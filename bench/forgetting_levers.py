@@ -26,9 +26,9 @@ NAME = "forge"
 VARIANTS: dict[str, list[str]] = {
     "shipped": [],
     "replay1.0-ep3": ["data.replay_ratio=1.0", "training.epochs=3"],
-    "replay0.5-ep4": ["data.replay_ratio=0.5", "training.epochs=4"],
-    "replay1.0-ep4-best": ["data.replay_ratio=1.0", "training.epochs=4", "training.keep_best=true"],
-    "replay0.5-lr3e-4": ["data.replay_ratio=0.5", "training.learning_rate=3e-4"],
+    "replay2.0-ep2": ["data.replay_ratio=2.0", "training.epochs=2"],
+    "replay1.0-ep3-lr3e-4": ["data.replay_ratio=1.0", "training.epochs=3", "training.learning_rate=3e-4"],
+    "replay1.0-ep3-best": ["data.replay_ratio=1.0", "training.epochs=3", "training.keep_best=true"],
 }
 
 

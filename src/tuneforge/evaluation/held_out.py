@@ -142,8 +142,12 @@ def unpaired(cfg: RunConfig, models: Models, examples: list[Example]) -> Measure
     """kto: ``log_ratio_gap`` = mean (log p_tuned - log p_base) of desirable answers minus that of undesirable
     ones (0 for the base); ``logp_gap`` = each model's mean per-token log-probability, desirable minus
     undesirable."""
-    cols = _columns(cfg, models.tuned, examples, "unpaired")
-    p, a, good = cols["prompt_ids"], cols["completion_ids"], cols["label"]
+    from tuneforge.training.stages.kto import unpaired as as_unpaired
+
+    # KTO trains on labelled answers or on pairs (chosen: desirable, rejected: undesirable); so is it judged
+    kinds = sorted({ex.kind for ex in examples} & {"unpaired", "pairwise"}) or ["unpaired"]
+    parts = [as_unpaired(_columns(cfg, models.tuned, examples, kind)) for kind in kinds]
+    p, a, good = ([x for part in parts for x in part[key]] for key in ("prompt_ids", "completion_ids", "label"))
     with models.base.off() as base:
         lb = answer_logps(base, p, a)
     lt = answer_logps(models.tuned.model, p, a)
