@@ -108,6 +108,7 @@ def test_stage_trains(tmp_path: Path, tiny_model_dir: Path, reward_model: Path, 
     assert f"{headline}" in (result.run.root / "report.md").read_text()
 
 
+@pytest.mark.ci  # ~20 s: kept out of `make test` (15-minute budget); `.ci/run` runs it with `make test-ci`
 def test_dpo_held_out_preference_rises_and_eval_reports_it(tmp_path: Path, tiny_model_dir: Path) -> None:
     """The pairs are learnable (a sum against "I do not know"): on held-out pairs the tuned policy prefers the
     chosen answer more than the base does, and `tuneforge eval RUN --json` reports the same figures."""

@@ -24,6 +24,7 @@ COOKING = [{"instruction": f"Question {k} about cooking?", "output": "Boil the p
            for k in range(8)]
 
 
+@pytest.mark.ci  # ~15 s: kept out of `make test` (15-minute budget); `.ci/run` runs it with `make test-ci`
 def test_guard_truncation_warning_and_best_checkpoint(tmp_path: Path, tiny_model_dir: Path) -> None:
     data, held_out = write_json(tmp_path / "id.json", IDENTITY), write_json(tmp_path / "ev.json", COOKING)
     cfg = write_config(tmp_path, tiny_model_dir, data, data={"eval_datasets": [str(held_out)]},
