@@ -46,12 +46,13 @@ def reward_model(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path)
 
 
 def _run(tmp: Path, model: Path, stage: str, method: str, callbacks: list[Any] | None = None,
-         **alignment: Any) -> Any:
+         held_out: bool = False, **alignment: Any) -> Any:
     tmp.mkdir(parents=True, exist_ok=True)
     data = write_json(tmp / f"{stage}.json", DATA[stage])
     extra = SAMPLING if stage in ("grpo", "ppo") else {}
     cfg = write_config(tmp, model, data, training={"stage": stage, "max_steps": 4, "save_steps": 2, "eval_steps": 2},
-                       method={"name": method}, alignment={**extra, **alignment})
+                       method={"name": method}, alignment={**extra, **alignment},
+                       evaluation={"auto": held_out, "max_samples": 4, "forgetting": False})
     return train(load_config(cfg), str(cfg), progress=False, echo=lambda m: None, callbacks=callbacks)
 
 
@@ -83,7 +84,7 @@ def _changed(before: dict[str, torch.Tensor], model: Any) -> set[str]:
 @pytest.mark.parametrize("stage", ["rm", "dpo", "simpo", "orpo", "kto", "grpo", "ppo"])
 def test_stage_trains(tmp_path: Path, tiny_model_dir: Path, reward_model: Path, stage: str, method: str) -> None:
     extra = {"reward_model": str(reward_model)} if stage == "ppo" else {}
-    result = _run(tmp_path, tiny_model_dir, stage, method, **extra)
+    result = _run(tmp_path, tiny_model_dir, stage, method, held_out=True, **extra)
     rows = [r for r in _rows(result.run.root) if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(math.isfinite(r["loss"]) for r in rows)
