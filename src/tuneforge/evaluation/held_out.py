@@ -206,8 +206,8 @@ def generated_reward(cfg: RunConfig, models: Models, examples: list[Example]) ->
     metrics, per = {}, {}
     for label, texts in answers.items():
         totals = [0.0] * len(texts)
+        ids = [models.tuned.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         for fn in rewards:
-            ids = [models.tuned.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
             for k, v in enumerate(fn(prompts=prompts, completions=texts, completion_ids=ids, answer=references)):
                 totals[k] += float(v or 0.0)
         per[label] = totals
