@@ -245,14 +245,16 @@ def verdict(stage: str, metrics: dict[str, dict[str, float | None]]) -> list[str
 def markdown(stage: str, n: int, where: str, metrics: dict[str, dict[str, float | None]], lines: list[str]) -> str:
     """The evaluation section of report.md for a preference, reward or RL run."""
     keys = list(dict.fromkeys(k for m in metrics.values() for k in m))
-    out = ["<!-- tuneforge:eval -->", "## Evaluation", "", f"{n} held-out examples ({where}), {stage} metrics "
+    from tuneforge.evaluation.report import SECTION_END, SECTION_START
+
+    out = [SECTION_START, "## Evaluation", "", f"{n} held-out examples ({where}), {stage} metrics "
            "(docs/evaluation.md).", "", "| metric | base | tuned | delta |", "|---|---|---|---|"]
     for k in keys:
         b, t = metrics["base"].get(k), metrics["tuned"].get(k)
         cells = ["-" if v is None else f"{v:.3f}" for v in (b, t)]
         delta = "-" if b is None or t is None else f"{t - b:+.3f}"
         out.append(f"| {k} | {cells[0]} | {cells[1]} | {delta} |")
-    out += [""] + [f"- {line}" for line in lines] + ["", "<!-- /tuneforge:eval -->", ""]
+    out += [""] + [f"- {line}" for line in lines] + ["", SECTION_END, ""]
     return "\n".join(out)
 
 
@@ -268,7 +270,8 @@ def write_files(out_dir: Path, stage: str, n: int, where: str, measured: Measure
 
 
 def evaluate_stage(cfg: RunConfig, run: str, base_path: str | None, out_dir: Path, tuned: Any = None,
-                   split: str | None = None, file: str | None = None, echo: Callable[[str], None] = print) -> Any:
+                   split: str | None = None, file: str | None = None, echo: Callable[[str], None] = print,
+                   examples: tuple[list[Example], str] | None = None) -> Any:
     """Evaluate a preference, reward or RL run on held-out examples against its base; write the files.
 
     Args:
@@ -279,6 +282,7 @@ def evaluate_stage(cfg: RunConfig, run: str, base_path: str | None, out_dir: Pat
         tuned: The tuned model's Engine when it is in memory (right after training); else loaded from ``run``.
         split: test or validation; default the test split, else the validation split.
         file: Evaluate on this data file instead of a split.
+        examples: The held-out examples and where they come from, when the caller has read them already.
 
     Returns:
         An :class:`~tuneforge.evaluation.evaluate.EvalResult` (``--json`` prints it).
@@ -289,11 +293,10 @@ def evaluate_stage(cfg: RunConfig, run: str, base_path: str | None, out_dir: Pat
     if file:
         from tuneforge.config.schema import DatasetSpec
 
-        examples, where = load_data(cfg.data, [DatasetSpec(path=file)]).examples, file
-    else:
-        examples, where = held_out(cfg, split)
-    echo(f"eval: {stage} metrics on {len(examples)} held-out examples ({where})")
-    measured = EVALUATORS.get(stage)(cfg, _models(cfg, run, base_path, tuned), examples)
+        examples = load_data(cfg.data, [DatasetSpec(path=file)]).examples, file
+    items, where = examples or held_out(cfg, split)
+    echo(f"eval: {stage} metrics on {len(items)} held-out examples ({where})")
+    measured = EVALUATORS.get(stage)(cfg, _models(cfg, run, base_path, tuned), items)
     lines = verdict(stage, measured.metrics) + measured.notes
     files = write_files(out_dir, stage, len(measured.rows), where, measured, lines)
     return EvalResult(len(measured.rows), measured.metrics, {}, lines, measured.rows, files)

@@ -197,14 +197,14 @@ def _stage_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, templat
     from tuneforge.evaluation.report import add_to_run_report
 
     try:
-        held_out(cfg)
+        examples = held_out(cfg)  # read once, handed to the evaluation
     except DataError:
         echo("eval: no held-out split (data.split), so no held-out evaluation")
         return None
     if cfg.training.stage in ("rm", "ppo"):  # the in-memory model is a scorer or a policy wrapper: use the saved one
         model = None
     with _tuned_engine(run, model, tokenizer, template, cfg) if model is not None else nullcontext() as engine:
-        result = evaluate_stage(cfg, str(run.root), base, run.root / "eval", engine, echo=echo)
+        result = evaluate_stage(cfg, str(run.root), base, run.root / "eval", engine, echo=echo, examples=examples)
     md = next(p for p in result.files if p.name == "eval.md")
     add_to_run_report(run.root / "report.md", md.read_text(encoding="utf-8"))
     for line in result.verdict:
