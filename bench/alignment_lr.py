@@ -4,7 +4,8 @@ The advice's preference and RL learning rates (docs/advice.md) come from this me
 of thumb. Each rate trains the example as written (forgetting guard off, it does not change the metric)
 into a scratch folder and reads its held-out eval/metrics.json.
 
-Run: .venv/bin/python bench/alignment_lr.py examples/dpo_lora.yaml --lrs 2e-5 5e-5 1e-4 2e-4
+Run: .venv/bin/python bench/alignment_lr.py examples/dpo_lora.yaml [key=value ...] --lrs 2e-5 6e-5 2e-4
+(overrides go before --lrs, which takes every number after it)
 """
 
 from __future__ import annotations

@@ -16,6 +16,27 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "llamafactory"
 
 
+def _share_cores_between_workers() -> None:
+    """Give each pytest-xdist worker its own cores, inherited by the trainings it starts.
+
+    Every training sets its torch threads to the cores it may use (runner._set_threads). Without this, two
+    workers on a 2-core machine would each run 2 threads, and oversubscribed OpenMP threads spin-wait for
+    each other: both trainings crawl.
+    """
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker.startswith("gw") or not count or not hasattr(os, "sched_setaffinity"):
+        return
+    cores, index, n = sorted(os.sched_getaffinity(0)), int(worker[2:]), int(count)
+    mine = cores[index::n] if n <= len(cores) else [cores[index % len(cores)]]
+    os.sched_setaffinity(0, mine)
+    import torch
+
+    torch.set_num_threads(len(mine))
+
+
+_share_cores_between_workers()
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """LLaMA-Factory's demo files; a user's clone has no ../shared, so tests that need them skip there."""

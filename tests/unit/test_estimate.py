@@ -96,7 +96,18 @@ def test_recommend_command_explains_every_value(tmp_path: Path, tiny_model_dir: 
 
 
 @pytest.mark.slow
-def test_estimate_command_measures_a_probe(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_estimate_command_measures_a_probe(tmp_path: Path, tiny_model_dir: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import tuneforge.training.runner as training_runner
+
+    probes: list[Any] = []
+    real_train = training_runner.train
+
+    def spy(cfg: Any, **kwargs: Any) -> Any:
+        probes.append(cfg)
+        return real_train(cfg, **kwargs)
+
+    monkeypatch.setattr(training_runner, "train", spy)
     data = write_json(tmp_path / "d.json", _records(60))
     result = runner.invoke(app, ["estimate", "--data", str(data), "--model", str(tiny_model_dir), "--json",
                                  "--price", "p=0.01", "training.batch_size=2"])
@@ -107,3 +118,5 @@ def test_estimate_command_measures_a_probe(tmp_path: Path, tiny_model_dir: Path)
     assert out["tokens"] > 0 and out["steps"]["total"] == out["steps"]["per_epoch"] * 15
     assert out["probe_tokens_per_s"] > 0 and out["seconds_estimate"] > 0
     assert out["cost"]["p"]["billed_tokens"] == max(1000, out["tokens"] * 15)
+    # the probe is a throw-away run: a few steps, nothing evaluated (no forgetting guard, no test split)
+    assert [(p.training.max_steps, p.evaluation.forgetting, p.evaluation.auto) for p in probes] == [(3, False, False)]

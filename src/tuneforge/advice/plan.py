@@ -166,7 +166,8 @@ def probe_tokens_per_second(cfg: RunConfig, steps: int = 3) -> float:
     t.max_steps, t.gradient_accumulation, t.group_by_length = steps, 1, False
     t.save_steps = t.eval_steps = 10**9
     t.logging_steps = 1
-    probe.evaluation.auto = False
+    probe.evaluation.auto = probe.evaluation.forgetting = False  # a throw-away run: nothing to judge
+    t.keep_best = False  # no validation pass to pick from
     probe.data.split = (1.0, 0.0, 0.0)  # no validation pass (transformers evaluates at the end of training)
     probe.data.eval_datasets = []
     probe.stages = []
