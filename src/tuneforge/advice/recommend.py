@@ -47,8 +47,11 @@ class Facts:
     n_eval: int = 0
 
 
+#: Alignment learning rates as a share of the SFT rate of the same method and model size, measured on the
+#: shipped examples with bench/alignment_lr.py (docs/advice.md, "Learning rate", has the figures).
+ALIGNMENT_LR_SHARE: dict[str, float] = {"dpo": 0.3, "simpo": 0.3, "orpo": 0.3, "kto": 0.3, "grpo": 1.0, "ppo": 1.0}
 #: Stages that optimise a preference or reward signal against the model's own distribution.
-ALIGNMENT_STAGES = ("dpo", "simpo", "orpo", "kto", "ppo", "grpo")
+ALIGNMENT_STAGES = tuple(ALIGNMENT_LR_SHARE)
 
 
 def _epochs(cfg: RunConfig, f: Facts) -> tuple[object, str]:
@@ -63,9 +66,10 @@ def _epochs(cfg: RunConfig, f: Facts) -> tuple[object, str]:
 
 def _learning_rate(cfg: RunConfig, f: Facts) -> tuple[object, str]:
     lr, why = _sft_learning_rate(cfg, f)
-    if cfg.training.stage in ALIGNMENT_STAGES:
-        return lr / 10, f"{why}; / 10 for {cfg.training.stage}, which moves the model against a reference or reward"
-    return lr, why
+    share = ALIGNMENT_LR_SHARE.get(cfg.training.stage)
+    if share is None:
+        return lr, why
+    return float(f"{lr * share:.3g}"), f"{why}; x {share:g} for {cfg.training.stage}, measured on the shipped examples"
 
 
 def _sft_learning_rate(cfg: RunConfig, f: Facts) -> tuple[float, str]:
