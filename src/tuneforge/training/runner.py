@@ -148,7 +148,7 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     run.set_state("finished", step=trainer.state.global_step)
     tuned = trainer.model if strategy.name in ("none", "ddp") else None  # sharded weights: read the saved model
     strategy.release()
-    evaluation = _auto_eval(cfg, run, tuned, tokenizer, template, data.test, base, stage.name, say)
+    evaluation = _auto_eval(cfg, run, tuned, tokenizer, template, data.test, base, stage, say)
     if before is not None:
         _forgetting(run, tuned, tokenizer, template, cfg, before, data.answers, say)
     return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model,
@@ -168,7 +168,7 @@ def _layout(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template: ChatTemplate, test: list[Any],
-               base: str, stage: str, echo: Echo) -> Any:
+               base: str, stage: Any, echo: Echo) -> Any:
     """Base vs tuned on the test split (or evaluation.file) right after training, into eval/ and report.md."""
     from tuneforge.evaluation.evaluate import evaluate_engine
     from tuneforge.evaluation.held_out import EVALUATORS
@@ -176,9 +176,9 @@ def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template
     from tuneforge.evaluation.sources import eval_items, items_from_examples
 
     e = cfg.evaluation
-    if e.auto and stage in EVALUATORS:
-        return _stage_eval(cfg, run, model, tokenizer, template, base, echo)
-    if not e.auto or stage != "sft" or not (test or e.file):  # generation metrics need reference answers
+    if e.auto and stage.name in EVALUATORS:  # the saved copy where the trained object is a scorer or a wrapper
+        return _stage_eval(cfg, run, model if stage.generates_in_memory else None, tokenizer, template, base, echo)
+    if not e.auto or stage.name != "sft" or not (test or e.file):  # generation metrics need reference answers
         return None
     items = eval_items(cfg) if e.file else items_from_examples(test)[: e.max_samples]
     if not items:
@@ -192,7 +192,10 @@ def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template
 
 def _stage_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template: ChatTemplate, base: str,
                 echo: Echo) -> Any:
-    """A preference, reward or RL run judged on held-out examples by its stage's metric (skipped: none held out)."""
+    """A preference, reward or RL run judged on held-out examples by its stage's metric (skipped: none held out).
+
+    ``model`` None: the evaluation loads the saved run.
+    """
     from tuneforge.evaluation.held_out import evaluate_stage, held_out
     from tuneforge.evaluation.report import add_to_run_report
 
@@ -201,8 +204,6 @@ def _stage_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, templat
     except DataError:
         echo("eval: no held-out split (data.split), so no held-out evaluation")
         return None
-    if cfg.training.stage in ("rm", "ppo"):  # the in-memory model is a scorer or a policy wrapper: use the saved one
-        model = None
     with _tuned_engine(run, model, tokenizer, template, cfg) if model is not None else nullcontext() as engine:
         result = evaluate_stage(cfg, str(run.root), base, run.root / "eval", engine, echo=echo, examples=examples)
     md = next(p for p in result.files if p.name == "eval.md")

@@ -45,6 +45,8 @@ class Stage:
             and trend say nothing about quality, so the report judges the reward and KL instead.
         forgetting_guard: A chat model's general answers are compared before and after the run
             (docs/evaluation.md, "Forgetting"); continued pre-training is not about chat.
+        generates_in_memory: The trained object can answer as it is; False where it is a scorer or wraps
+            the policy (a value head), so evaluation after training loads the saved run instead.
     """
 
     name = "sft"
@@ -52,6 +54,7 @@ class Stage:
     metrics: tuple[str, ...] = ()
     surrogate_loss = False
     forgetting_guard = True
+    generates_in_memory = True
     trainer_class: type = TuneforgeTrainer
     #: ``training`` switches of the batch layout this stage applies.
     layout_options: tuple[str, ...] = LAYOUT_OPTIONS

@@ -222,6 +222,7 @@ class PpoStage(TrlStage):
     strategies = ("none",)
 
     name = "ppo"
+    generates_in_memory = False  # the trained object wraps the policy with a value head
     metrics = ("reward", "kl", "value_loss")
     surrogate_loss = True
     prepare_data = GrpoStage.prepare_data

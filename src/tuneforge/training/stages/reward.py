@@ -31,6 +31,7 @@ class RewardStage(TrlStage):
 
     name = "rm"
     policy = False
+    generates_in_memory = False
     metrics = ("accuracy", "margin", "mean_reward")
     config_class = RewardConfig
     trainer_class = TuneforgeRewardTrainer
