@@ -135,9 +135,10 @@ def test_threads_sets_torch_threads() -> None:
     from tuneforge.training.runner import _set_threads
 
     before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1  # a value other than the current one (tests pin a worker to one core)
     try:
-        _set_threads(_cfg(training={"threads": 1}))
-        assert torch.get_num_threads() == 1
+        _set_threads(_cfg(training={"threads": wanted}))
+        assert torch.get_num_threads() == wanted
     finally:
         torch.set_num_threads(before)
 
