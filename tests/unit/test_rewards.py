@@ -65,6 +65,19 @@ def test_kto_weights_balance_the_counts() -> None:
                     "label": [True, True, False, False]}
 
 
+def test_kto_plans_its_steps_on_the_rows_it_trains_two_per_pair() -> None:
+    """A pair is two KTO rows: the advice's step count (and its minimum-steps rule) must see 2 x pairs."""
+    from tuneforge.data.processors.base import Processed
+    from tuneforge.training.stages.base import Stage
+    from tuneforge.training.stages.kto import KtoStage
+
+    pairs = {"prompt_ids": [[1]] * 5, "chosen_ids": [[3]] * 5, "rejected_ids": [[5]] * 5}
+    labelled = {"prompt_ids": [[1]] * 5, "completion_ids": [[3]] * 5, "label": [True] * 5}
+    assert KtoStage().train_rows(Processed(pairs, None)) == 10
+    assert KtoStage().train_rows(Processed(labelled, None)) == 5
+    assert Stage().train_rows(Processed(pairs, None)) == 5
+
+
 def test_alignment_diagnosis_rules() -> None:
     from tuneforge.training.report import alignment_findings, resolve
 

@@ -99,13 +99,14 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     data_warnings = [Problem(**w).render() for w in data.report["warnings"]]
     for line in data_warnings:
         say(f"warning: {line}")
-    cfg, advice = recommend(cfg, len(data.train), sum(p.numel() for p in model.parameters()),
+    n_rows = stage.train_rows(data.train)
+    cfg, advice = recommend(cfg, n_rows, sum(p.numel() for p in model.parameters()),
                             precision.device == "cuda", n_eval=data.n_eval)
     cfg, stage_advice = stage.defaults(cfg, data.train.columns)
     advice_lines = [a.line() for a in advice] + stage_advice
     for line in advice_lines:
         say(f"advice: {line}")
-    for w in step_warnings(cfg, len(data.train)):
+    for w in step_warnings(cfg, n_rows):
         say(f"warning: {w}")
     if main:
         _write_inputs(run, cfg, data.report, advice_lines, strategy.training_args(cfg, precision.name,
@@ -142,7 +143,7 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     summary = {"stage": stage.name, "method": cfg.method.name, "base model": base, "steps": trainer.state.global_step,
                "final train loss": final_loss, "precision": f"{precision.name} ({precision.reason})",
                "trainable parameters": f"{counts['trainable']:,} of {counts['total']:,}",
-               "training rows": len(data.train), "model": str(run.model), **_layout(cfg)}
+               "training rows": n_rows, "model": str(run.model), **_layout(cfg)}
     report = write_report(run.root, run.log, summary, advice_lines, plots, stage.metrics, stage.surrogate_loss,
                           data_warnings)
     run.set_state("finished", step=trainer.state.global_step)

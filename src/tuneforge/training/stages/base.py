@@ -81,6 +81,10 @@ class Stage:
 
         return process_examples(examples, opts)
 
+    def train_rows(self, train: Any) -> int:
+        """Training rows of the processed split as the trainer will see them (the plan's steps count these)."""
+        return len(train)
+
     def defaults(self, cfg: RunConfig, train: dict[str, list[Any]]) -> tuple[RunConfig, list[str]]:
         """Stage-specific values filled in (with a reason each) before the trainer is built."""
         return cfg, []

@@ -57,6 +57,10 @@ class KtoStage(TrlStage):
     config_class = KTOConfig
     trainer_class = TuneforgeKTOTrainer
 
+    def train_rows(self, train: Any) -> int:
+        """A pair trains as two rows, one desirable and one undesirable answer."""
+        return len(unpaired(train.columns)["label"])
+
     def defaults(self, cfg: RunConfig, train: dict[str, list[Any]]) -> tuple[RunConfig, list[str]]:
         a = cfg.alignment
         if a.desirable_weight is not None or a.undesirable_weight is not None:
