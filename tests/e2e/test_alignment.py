@@ -226,5 +226,8 @@ def test_precomputed_reference_gives_the_same_first_losses(tmp_path: Path, tiny_
     a = {r["step"]: r["loss"] for r in live if "loss" in r}
     b = {r["step"]: r["loss"] for r in pre if "loss" in r}
     assert sorted(b) == [1, 2, 3, 4]
-    for step in (1, 2, 3, 4):  # the reference is fixed either way: the same log-probs, the same losses
-        assert b[step] == pytest.approx(a[step], abs=1e-4), (step, a, b)
+    # The reference is fixed either way: the same log-probs, the same losses. Up to bf16 rounding, which
+    # depends on how the reference batches were formed and on the thread count: with one thread (a test
+    # worker pinned to a core) step 4 differed by 1.6e-4. A wrong reference moves the loss by far more.
+    for step in (1, 2, 3, 4):
+        assert b[step] == pytest.approx(a[step], abs=5e-4), (step, a, b)
