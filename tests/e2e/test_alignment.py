@@ -205,6 +205,33 @@ def test_score_command_ranks_pairs_like_the_validation_accuracy(tmp_path: Path, 
     assert out.exit_code == 0 and json.loads(out.stdout)["accuracy"] is None
 
 
+def test_reward_model_reward_scores_decoded_answers_as_the_reward_model_was_trained(tmp_path: Path,
+                                                                                 reward_model: Path) -> None:
+    """GRPO's reward_model reward and PPO's held-out reward get decoded answers (no end-of-turn token); they must
+    score them as `tuneforge score` and the training did, with the end-of-turn token the score is read at."""
+    from tuneforge.config.schema import RunConfig
+    from tuneforge.data.records import Message
+    from tuneforge.data.templates import resolve_template
+    from tuneforge.evaluation.score import score_file
+    from tuneforge.models.reward import RewardScorer
+    from tuneforge.training.rewards import build_rewards, reward_model_eot
+
+    cfg = RunConfig.model_validate({"data": {"datasets": ["x.json"]},
+                                    "alignment": {"rewards": ["reward_model"], "reward_model": str(reward_model)}})
+    (fn,) = build_rewards(cfg)
+    pairs = PAIRS[:4]
+    scored = score_file(str(reward_model), str(write_json(tmp_path / "pairs.json", pairs))).rows
+    tokenizer = RewardScorer.load(str(reward_model)).tokenizer
+    eot = reward_model_eot(tokenizer, str(reward_model))
+    assert eot  # the tokenizer's ChatML template ends answers with a special token
+    template = resolve_template("auto", tokenizer, None)
+    prompts = [template.prompt([Message(role="user", content=p["instruction"])]) for p in pairs]
+    plain = fn(prompts=prompts, completions=[p["chosen"] for p in pairs])
+    ended = fn(prompts=prompts, completions=[p["chosen"] + eot for p in pairs])
+    assert plain == pytest.approx([r["score_chosen"] for r in scored], abs=1e-4)
+    assert ended == pytest.approx(plain, abs=1e-6)  # an answer that kept its end-of-turn token is not doubled
+
+
 def test_reward_model_exports_with_its_head_and_scores_the_same(tmp_path: Path, reward_model: Path) -> None:
     from tuneforge.evaluation.score import score_file
     from tuneforge.export import export_run

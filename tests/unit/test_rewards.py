@@ -76,6 +76,10 @@ def test_kto_plans_its_steps_on_the_rows_it_trains_two_per_pair() -> None:
     assert KtoStage().train_rows(Processed(pairs, None)) == 10
     assert KtoStage().train_rows(Processed(labelled, None)) == 5
     assert Stage().train_rows(Processed(pairs, None)) == 5
+    # evaluations are spaced on the validation rows the trainer reads: two per pair as well
+    assert KtoStage().planned_rows(Processed(pairs, None), Processed(pairs, None)) == (10, 10)
+    assert KtoStage().planned_rows(Processed(pairs, None), None) == (10, 0)
+    assert Stage().planned_rows(Processed(pairs, None), Processed(labelled, None)) == (5, 5)
 
 
 def test_alignment_diagnosis_rules() -> None:

@@ -57,6 +57,7 @@ def gather(cfg: RunConfig) -> Facts:
     from tuneforge.data.templates import resolve_template
     from tuneforge.models.loading import load_tokenizer, resolve_model
     from tuneforge.training.data import prepare
+    from tuneforge.training.stages import STAGES
 
     base = resolve_model(cfg.model.name_or_path, cfg.model.gguf_file)
     tokenizer = load_tokenizer(base, trust_remote_code=cfg.model.trust_remote_code)
@@ -65,11 +66,12 @@ def gather(cfg: RunConfig) -> Facts:
     shape = model_shape(base, cfg.model.trust_remote_code)
     on_gpu = torch.cuda.is_available()
     available = available_memory_gib(on_gpu)
-    filled, advice = recommend(cfg, len(data.train), shape.params, on_gpu, shape, available,
-                               n_eval=data.n_eval)
+    # the same row counts as `train` (a KTO pair trains as two rows), so both plan the same run
+    n_train, n_eval = STAGES.get(cfg.training.stage).planned_rows(data.train, data.eval)
+    filled, advice = recommend(cfg, n_train, shape.params, on_gpu, shape, available, n_eval=n_eval)
     tokens = sum(len(x) for x in data.train.columns["input_ids"])
     is_chat = getattr(tokenizer, "chat_template", None) is not None and not _looks_base(base)
-    return Facts(filled, advice, shape, len(data.train), tokens, on_gpu, available, is_chat, base)
+    return Facts(filled, advice, shape, n_train, tokens, on_gpu, available, is_chat, base)
 
 
 def _looks_base(name: str) -> bool:

@@ -11,6 +11,10 @@ from tuneforge.data.records import Message
 from tuneforge.data.templates import ChatTemplate, resolve_template
 from tuneforge.data.tokenize import encode_texts
 
+#: Prompts answered at once by :meth:`Engine.generate_batch`. On the 2-core CPU, 20 at a time answered the
+#: forgetting guard's 60 probes in half the time of 8 at a time (24 s against 49 s for the default model),
+#: with identical greedy answers.
+GENERATION_BATCH = 20
 
 @dataclass
 class GenerationOptions:
@@ -153,7 +157,7 @@ class Engine:
         return "".join(self.stream(messages, options, system))
 
     def generate_batch(self, prompts: list[list[Message]], options: GenerationOptions | None = None,
-                       system: str = "", batch_size: int = 8) -> list[str]:
+                       system: str = "", batch_size: int = GENERATION_BATCH) -> list[str]:
         """Answers to many prompts (left-padded batches; greedy by default)."""
         import torch
 

@@ -32,11 +32,6 @@ class TrainingData:
     report: dict[str, Any] = field(default_factory=dict)
     answers: list[str] = field(default_factory=list)  # what training pushes towards (the forgetting guard's signal)
 
-    @property
-    def n_eval(self) -> int:
-        """Validation rows (0 without a validation split)."""
-        return len(self.eval) if self.eval is not None else 0
-
 
 def prepare(cfg: RunConfig, tokenizer: Any, template: ChatTemplate, stage: str,
             answerer: Answerer | None = None, process: Process = process_examples) -> TrainingData:

@@ -81,11 +81,23 @@ def reward_model(cfg: RunConfig) -> RewardFn:
             "reward 'reward_model' needs alignment.reward_model", field="alignment.reward_model",
             fix="set alignment.reward_model: runs/<your rm run>")])
     scorer = RewardScorer.load(cfg.alignment.reward_model)
+    eot = reward_model_eot(scorer.tokenizer, cfg.alignment.reward_model)
 
     def reward(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
-        return scorer.score([p + c for p, c in zip(prompts, completions, strict=True)])
+        # Decoded completions lose the end-of-turn token, but the reward model was trained on answers that
+        # end with it and reads its score there: without it the score is read at an untrained position.
+        return scorer.score([p + c + ("" if c.endswith(eot) else eot)
+                             for p, c in zip(prompts, completions, strict=True)])
 
     return _named("reward_model", reward)
+
+
+def reward_model_eot(tokenizer: Any, path: str) -> str:
+    """The end-of-turn text the reward model at ``path`` saw at the end of every trained answer ('' if none)."""
+    from tuneforge.data.templates import resolve_template
+    from tuneforge.models.loading import trained_system
+
+    return resolve_template("auto", tokenizer, trained_system(path)).eot or ""
 
 
 for _name, _builder in {"exact_answer": exact_answer, "regex": regex_match, "format": regex_match,

@@ -99,9 +99,9 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     data_warnings = [Problem(**w).render() for w in data.report["warnings"]]
     for line in data_warnings:
         say(f"warning: {line}")
-    n_rows = stage.train_rows(data.train)
+    n_rows, n_eval = stage.planned_rows(data.train, data.eval)
     cfg, advice = recommend(cfg, n_rows, sum(p.numel() for p in model.parameters()),
-                            precision.device == "cuda", n_eval=data.n_eval)
+                            precision.device == "cuda", n_eval=n_eval)
     cfg, stage_advice = stage.defaults(cfg, data.train.columns)
     advice_lines = [a.line() for a in advice] + stage_advice
     for line in advice_lines:

@@ -85,6 +85,10 @@ class Stage:
         """Training rows of the processed split as the trainer will see them (the plan's steps count these)."""
         return len(train)
 
+    def planned_rows(self, train: Any, held_out: Any | None) -> tuple[int, int]:
+        """(training, validation) rows as the trainer sees them: what the advice plans steps and evaluations on."""
+        return self.train_rows(train), self.train_rows(held_out) if held_out is not None else 0
+
     def defaults(self, cfg: RunConfig, train: dict[str, list[Any]]) -> tuple[RunConfig, list[str]]:
         """Stage-specific values filled in (with a reason each) before the trainer is built."""
         return cfg, []
