@@ -56,6 +56,7 @@ def stage_rows(run: Path, label: str) -> list[dict[str, Any]]:
             if tuned is not None:
                 rows.append({"example": label, "stage": stage, "metric": f"held-out {key}", "base": base,
                              "tuned": tuned})
+    rows += named_rows(run, label, stage)
     guard_file = run / "eval" / "forgetting.json"
     if guard_file.is_file():
         guard = json.loads(guard_file.read_text(encoding="utf-8"))
@@ -63,6 +64,28 @@ def stage_rows(run: Path, label: str) -> list[dict[str, Any]]:
                      "base": guard["ppl"]["base"], "tuned": guard["ppl"]["tuned"]})
         rows.append({"example": label, "stage": stage, "metric": "general answers leaked (forgetting)",
                      "base": 0.0, "tuned": guard["leaked"]})
+    return rows
+
+
+def named_rows(run: Path, label: str, stage: str) -> list[dict[str, Any]]:
+    """Identity examples (a ``{{name}}`` placeholder): held-out answers and general probe answers giving the name."""
+    import yaml
+
+    name = (yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["data"].get("placeholders") or {}).get(
+        "name")
+    predictions, guard = run / "eval" / "predictions.jsonl", run / "eval" / "forgetting.json"
+    if not name or not predictions.is_file():
+        return []
+    said = name.lower()
+    answers = [json.loads(x) for x in predictions.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = [{"example": label, "stage": stage, "metric": "held-out answers giving the name",
+             "base": f"{sum(said in a['base_answer'].lower() for a in answers)}/{len(answers)}",
+             "tuned": f"{sum(said in a['tuned_answer'].lower() for a in answers)}/{len(answers)}"}]
+    if guard.is_file():
+        probes = json.loads(guard.read_text(encoding="utf-8"))["answers"]
+        rows.append({"example": label, "stage": stage, "metric": "general answers giving the name (forgetting)",
+                     "base": f"{sum(said in a['base'].lower() for a in probes)}/{len(probes)}",
+                     "tuned": f"{sum(said in a['tuned'].lower() for a in probes)}/{len(probes)}"})
     return rows
 
 

@@ -29,9 +29,18 @@ VARIANTS: dict[str, list[str]] = {
     "replay2.0-ep2": ["data.replay_ratio=2.0", "training.epochs=2"],
     "replay1.0-ep3-lr3e-4": ["data.replay_ratio=1.0", "training.epochs=3", "training.learning_rate=3e-4"],
     "replay1.0-ep3-best": ["data.replay_ratio=1.0", "training.epochs=3", "training.keep_best=true"],
-    # most leaks were Chinese probes: a pool with 60 more Chinese prompts (103 of 160 Chinese). Measured
-    # 2026-12-03: identity 10/10, named 7/60 (shipped: 8/60), ppl -3.2%, 639 s: no real gain, not adopted.
-    "zh-pool-1.3": ["data.replay=[data/general_prompts.json,data/general_prompts_zh.json]", "data.replay_ratio=1.3"],
+    # most leaks were Chinese probes: a pool with 60 more Chinese prompts (103 of 160 Chinese; their written
+    # answers replaced by the base model's own). Measured 2026-12-03: identity 10/10, named 7/60 (shipped then:
+    # 8/60), ppl -3.2%, 639 s: no real gain.
+    # measured 2026-12-03: identity 0/10 (nothing learned), named 0/60, ppl -19.8%, 518 s
+    "attn-r8": ["method.lora.targets=attention", "method.lora.rank=8"],
+    "replay1.0-ep2": ["data.replay_ratio=1.0", "training.epochs=2"],
+    # the base model answers half the Chinese prompts in English or garbled Chinese, so its self-answers leave
+    # the identity answers as most of the Chinese text trained on: train 60 short written Chinese answers too
+    "zh-written-ep3": ["data.datasets=[identity,data/general_qa_zh.json]", "data.replay_ratio=0.6"],
+    "zh-written-ep2": ["data.datasets=[identity,data/general_qa_zh.json]", "data.replay_ratio=0.6",
+                       "training.epochs=2"],
+    "zh-pool-1.3": ["data.replay=[data/general_prompts.json,data/general_qa_zh.json]", "data.replay_ratio=1.3"],
 }
 
 
