@@ -39,7 +39,8 @@ def test_alignment_learning_rates_are_the_measured_share_of_the_sft_rate(stage: 
     cfg, advice = recommend(_cfg(training={"stage": stage}), 1000, 135_000_000)
     assert cfg.training.learning_rate == lr
     reason = next(a.reason for a in advice if a.key == "training.learning_rate")
-    assert ("measured on the shipped examples" in reason) == (stage not in ("rm", "sft"))
+    assert ("measured on the shipped examples" in reason) == (stage not in ("rm", "sft", "ppo"))
+    assert ("not measured on its own" in reason) == (stage == "ppo")  # PPO borrows GRPO's share: say so
 
 
 def test_user_values_are_kept_and_lora_alpha_is_twice_the_rank() -> None:

@@ -69,7 +69,8 @@ def _learning_rate(cfg: RunConfig, f: Facts) -> tuple[object, str]:
     share = ALIGNMENT_LR_SHARE.get(cfg.training.stage)
     if share is None:
         return lr, why
-    return float(f"{lr * share:.3g}"), f"{why}; x {share:g} for {cfg.training.stage}, measured on the shipped examples"
+    source = "GRPO's share, not measured on its own" if cfg.training.stage == "ppo" else "measured on the shipped examples"
+    return float(f"{lr * share:.3g}"), f"{why}; x {share:g} for {cfg.training.stage} ({source})"
 
 
 def _sft_learning_rate(cfg: RunConfig, f: Facts) -> tuple[float, str]:
