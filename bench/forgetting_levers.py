@@ -28,18 +28,21 @@ VARIANTS: dict[str, list[str]] = {
     "replay1.0-ep3": ["data.replay_ratio=1.0", "training.epochs=3"],
     "replay2.0-ep2": ["data.replay_ratio=2.0", "training.epochs=2"],
     "replay1.0-ep3-lr3e-4": ["data.replay_ratio=1.0", "training.epochs=3", "training.learning_rate=3e-4"],
+    "replay1.0-ep3-lr7e-4": ["data.replay_ratio=1.0", "training.epochs=3", "training.learning_rate=7e-4"],
+    "replay1.0-ep3-lr1e-3": ["data.replay_ratio=1.0", "training.epochs=3", "training.learning_rate=1e-3"],
     "replay1.0-ep3-best": ["data.replay_ratio=1.0", "training.epochs=3", "training.keep_best=true"],
     # most leaks were Chinese probes: a pool with 60 more Chinese prompts (103 of 160 Chinese; their written
     # answers replaced by the base model's own). Measured 2026-12-03: identity 10/10, named 7/60 (shipped then:
     # 8/60), ppl -3.2%, 639 s: no real gain.
     # measured 2026-12-03: identity 0/10 (nothing learned), named 0/60, ppl -19.8%, 518 s
     "attn-r8": ["method.lora.targets=attention", "method.lora.rank=8"],
+    # measured 2026-12-03: identity 9/10, named 14/60 (fewer epochs leak more), ppl -16.2%, 419 s
     "replay1.0-ep2": ["data.replay_ratio=1.0", "training.epochs=2"],
     # the base model answers half the Chinese prompts in English or garbled Chinese, so its self-answers leave
     # the identity answers as most of the Chinese text trained on: train 60 short written Chinese answers too
+    # Measured 2026-12-03: identity 10/10, named 8/60 (no gain: the leaks became "X 是由 the tuneforge team 开发的"
+    # inside proper Chinese), ppl -38.6% (the written answers teach Chinese), 681 s.
     "zh-written-ep3": ["data.datasets=[identity,data/general_qa_zh.json]", "data.replay_ratio=0.6"],
-    "zh-written-ep2": ["data.datasets=[identity,data/general_qa_zh.json]", "data.replay_ratio=0.6",
-                       "training.epochs=2"],
     "zh-pool-1.3": ["data.replay=[data/general_prompts.json,data/general_qa_zh.json]", "data.replay_ratio=1.3"],
 }
 

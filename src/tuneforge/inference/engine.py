@@ -16,6 +16,7 @@ from tuneforge.data.tokenize import encode_texts
 #: with identical greedy answers.
 GENERATION_BATCH = 20
 
+
 @dataclass
 class GenerationOptions:
     """Sampling options; ``temperature`` 0 means greedy decoding."""
