@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLAIMS: dict[str, list[str]] = {
     "sft": ["rougeL", "ppl"], "dpo": ["preference_accuracy", "reward_margin"],
     "simpo": ["preference_accuracy", "reward_margin"], "orpo": ["preference_accuracy", "reward_margin"],
-    "kto": ["log_ratio_gap"], "rm": ["accuracy"], "grpo": ["reward"], "ppo": ["reward"],
+    "kto": ["log_ratio_gap"], "rm": ["accuracy"], "grpo": ["reward"], "ppo": ["reward", "sampled_reward"],
 }
 #: Examples that are not one training run (a search runs many; it has its own report).
 SKIP = {"search_lora"}

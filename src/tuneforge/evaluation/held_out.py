@@ -6,7 +6,9 @@ optimises, measured on examples it did not train on (the test split, else the va
 - dpo, simpo, orpo: does the tuned policy prefer the chosen answer more than the base does?
 - kto: do desirable answers gain log-probability against undesirable ones?
 - rm: does the reward model score the chosen answer above the rejected one?
-- grpo, ppo: does the tuned model's greedy answer earn more reward than the base model's?
+- grpo, ppo: does the tuned model's greedy answer earn more reward than the base model's? For ppo also its
+  sampled answers (what PPO optimises, and what chat gives at its default temperature): a policy whose greedy
+  answers already earn the reward model's ceiling can still improve the answers it samples.
 
 Each evaluator fills ``{"base": {...}, "tuned": {...}}`` for :class:`~tuneforge.evaluation.evaluate.EvalResult`.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,7 @@ from tuneforge.utils.names import Registry
 HEADLINE: dict[str, tuple[str, str]] = {
     "dpo": ("preference_accuracy", "reward_margin"), "simpo": ("preference_accuracy", "reward_margin"),
     "orpo": ("preference_accuracy", "reward_margin"), "kto": ("log_ratio_gap", "logp_gap"),
-    "rm": ("accuracy", "margin"), "grpo": ("reward", "reward"), "ppo": ("reward", "reward"),
+    "rm": ("accuracy", "margin"), "grpo": ("reward", "reward"), "ppo": ("reward", "sampled_reward"),
 }
 
 
@@ -188,35 +191,58 @@ def reward_model(cfg: RunConfig, models: Models, examples: list[Example]) -> Mea
     return Measured(metrics, [{"score_chosen": a, "score_rejected": b} for a, b in zip(chosen, rejected, strict=True)])
 
 
-def generated_reward(cfg: RunConfig, models: Models, examples: list[Example]) -> Measured:
+#: Sampled answers per held-out prompt for ``sampled_reward`` (ppo): enough to average out one unlucky sample.
+SAMPLES = 4
+
+
+def generated_reward(cfg: RunConfig, models: Models, examples: list[Example], samples: int = 0) -> Measured:
     """grpo, ppo: the mean reward of greedy answers to held-out prompts, base vs tuned (the run's own rewards:
-    ``alignment.rewards`` for grpo, the reward model for ppo)."""
+    ``alignment.rewards`` for grpo, the reward model for ppo); with ``samples``, also ``sampled_reward``, the
+    mean over that many answers per prompt sampled at ``alignment.temperature`` (seeded, the same for both)."""
+    import torch
+
     from tuneforge.evaluation.sources import items_from_examples
-    from tuneforge.training.rewards import build_rewards
 
     items = items_from_examples(examples)
-    tokens = cfg.alignment.max_new_tokens
-    answers = {"base": models.base.answers(items, tokens, cfg.evaluation.batch_size),
-               "tuned": _source(models.tuned).answers(items, tokens, cfg.evaluation.batch_size)}
-    template = models.tuned.template
-    prompts = [template.prompt(i.prompt, i.system) for i in items]
-    references = [i.reference for i in items]
-    rewards = build_rewards(cfg) if cfg.training.stage == "grpo" else build_rewards(
-        cfg.model_copy(update={"alignment": cfg.alignment.model_copy(update={"rewards": ["reward_model"]})}))
-    metrics, per = {}, {}
-    for label, texts in answers.items():
-        totals = [0.0] * len(texts)
-        ids = [models.tuned.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        for fn in rewards:
-            for k, v in enumerate(fn(prompts=prompts, completions=texts, completion_ids=ids, answer=references)):
-                totals[k] += float(v or 0.0)
-        per[label] = totals
-        metrics[label] = {"reward": _mean(totals)}
+    tokens, batch = cfg.alignment.max_new_tokens, cfg.evaluation.batch_size
+    sources = {"base": models.base, "tuned": _source(models.tuned)}
+    answers = {label: src.answers(items, tokens, batch) for label, src in sources.items()}
+    score = _rewarder(cfg, models, items)
+    per = {label: score(texts) for label, texts in answers.items()}
+    metrics: dict[str, dict[str, float | None]] = {label: {"reward": _mean(v)} for label, v in per.items()}
+    for label, src in sources.items():
+        if samples:
+            torch.manual_seed(cfg.training.seed)  # base and tuned draw from the same random stream
+            sampled = src.answers(items * samples, tokens, batch, temperature=cfg.alignment.temperature)
+            metrics[label]["sampled_reward"] = _mean(score(sampled))
     rows = [{"prompt": i.question, "reference": i.reference, "base_answer": b, "tuned_answer": t,
              "reward_base": rb, "reward_tuned": rt}
             for i, b, t, rb, rt in zip(items, answers["base"], answers["tuned"], per["base"], per["tuned"],
                                        strict=True)]
     return Measured(metrics, rows)
+
+
+def _rewarder(cfg: RunConfig, models: Models, items: list[Any]) -> Callable[[list[str]], list[float]]:
+    """Total reward of answers to ``items`` (repeated items allowed): the run's rewards, summed per answer."""
+    from tuneforge.training.rewards import build_rewards
+
+    template = models.tuned.template
+    prompts = [template.prompt(i.prompt, i.system) for i in items]
+    references = [i.reference for i in items]
+    rewards = build_rewards(cfg) if cfg.training.stage == "grpo" else build_rewards(
+        cfg.model_copy(update={"alignment": cfg.alignment.model_copy(update={"rewards": ["reward_model"]})}))
+
+    def score(texts: list[str]) -> list[float]:
+        repeat = len(texts) // len(items)
+        ids = [models.tuned.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        totals = [0.0] * len(texts)
+        for fn in rewards:
+            got = fn(prompts=prompts * repeat, completions=texts, completion_ids=ids, answer=references * repeat)
+            for k, v in enumerate(got):
+                totals[k] += float(v or 0.0)
+        return totals
+
+    return score
 
 
 def _source(engine: Any) -> Any:
@@ -226,7 +252,7 @@ def _source(engine: Any) -> Any:
 
 
 for _stage, _fn in {"dpo": pairwise, "simpo": pairwise, "orpo": pairwise, "kto": unpaired, "rm": reward_model,
-                    "grpo": generated_reward, "ppo": generated_reward}.items():
+                    "grpo": generated_reward, "ppo": partial(generated_reward, samples=SAMPLES)}.items():
     EVALUATORS.register(_stage, _fn)
 
 

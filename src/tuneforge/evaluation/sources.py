@@ -79,11 +79,13 @@ class ModelSource:
     def __init__(self, engine: Any, label: str) -> None:
         self.engine, self.label = engine, label
 
-    def answers(self, items: list[EvalItem], max_new_tokens: int, batch_size: int) -> list[str]:
-        """Greedy answers, batched by system prompt (one batch shares one system prompt)."""
+    def answers(self, items: list[EvalItem], max_new_tokens: int, batch_size: int,
+                temperature: float = 0.0) -> list[str]:
+        """Greedy answers (sampled ones at ``temperature`` > 0), batched by system prompt (one batch shares one
+        system prompt)."""
         from tuneforge.inference.engine import GenerationOptions
 
-        options = GenerationOptions(max_new_tokens, temperature=0.0, repetition_penalty=1.0)
+        options = GenerationOptions(max_new_tokens, temperature=temperature, top_p=1.0, repetition_penalty=1.0)
         out: list[str | None] = [None] * len(items)
         for system in dict.fromkeys(i.system for i in items):
             idx = [k for k, i in enumerate(items) if i.system == system]
@@ -111,10 +113,11 @@ class BaseView(ModelSource):
             engine = Engine(model.eval(), tuned.tokenizer, tuned.template)
         super().__init__(engine, "base")
 
-    def answers(self, items: list[EvalItem], max_new_tokens: int, batch_size: int) -> list[str]:
+    def answers(self, items: list[EvalItem], max_new_tokens: int, batch_size: int,
+                temperature: float = 0.0) -> list[str]:
         """Answers with the adapter disabled (or from the separately loaded base)."""
         with self.off():
-            return super().answers(items, max_new_tokens, batch_size)
+            return super().answers(items, max_new_tokens, batch_size, temperature)
 
     @contextlib.contextmanager
     def off(self) -> Iterator[Any]:
