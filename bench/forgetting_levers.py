@@ -23,27 +23,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "identity_lora.yaml"
 NAME = "forge"
+#: Each variant with what it measured on 2026-12-03 (identity of 10, general answers naming "Forge" of 60, general
+#: perplexity change, seconds), all with the shipped settings besides the overrides.
 VARIANTS: dict[str, list[str]] = {
-    "shipped": [],
-    "replay1.0-ep3": ["data.replay_ratio=1.0", "training.epochs=3"],
-    "replay2.0-ep2": ["data.replay_ratio=2.0", "training.epochs=2"],
-    "replay1.0-ep3-lr3e-4": ["data.replay_ratio=1.0", "training.epochs=3", "training.learning_rate=3e-4"],
-    "replay1.0-ep3-lr7e-4": ["data.replay_ratio=1.0", "training.epochs=3", "training.learning_rate=7e-4"],
-    "replay1.0-ep3-lr1e-3": ["data.replay_ratio=1.0", "training.epochs=3", "training.learning_rate=1e-3"],
-    "replay1.0-ep3-best": ["data.replay_ratio=1.0", "training.epochs=3", "training.keep_best=true"],
-    # most leaks were Chinese probes: a pool with 60 more Chinese prompts (103 of 160 Chinese; their written
-    # answers replaced by the base model's own). Measured 2026-12-03: identity 10/10, named 7/60 (shipped then:
-    # 8/60), ppl -3.2%, 639 s: no real gain.
-    # measured 2026-12-03: identity 0/10 (nothing learned), named 0/60, ppl -19.8%, 518 s
-    "attn-r8": ["method.lora.targets=attention", "method.lora.rank=8"],
-    # measured 2026-12-03: identity 9/10, named 14/60 (fewer epochs leak more), ppl -16.2%, 419 s
-    "replay1.0-ep2": ["data.replay_ratio=1.0", "training.epochs=2"],
-    # the base model answers half the Chinese prompts in English or garbled Chinese, so its self-answers leave
-    # the identity answers as most of the Chinese text trained on: train 60 short written Chinese answers too
-    # Measured 2026-12-03: identity 10/10, named 8/60 (no gain: the leaks became "X 是由 the tuneforge team 开发的"
-    # inside proper Chinese), ppl -38.6% (the written answers teach Chinese), 681 s.
-    "zh-written-ep3": ["data.datasets=[identity,data/general_qa_zh.json]", "data.replay_ratio=0.6"],
+    "shipped": [],  # replay 1.0, 3 epochs, 5e-4: 10/10, 8/60, -8.0%, ~580 s
+    "replay0.25-ep5": ["data.replay_ratio=0.25", "training.epochs=5"],  # 10/10, 14/60, -20.0%
+    "replay2.0-ep2": ["data.replay_ratio=2.0", "training.epochs=2"],  # 10/10, 8/60, +5.9%
+    "replay1.0-ep2": ["training.epochs=2"],  # 9/10, 14/60, -16.2%, 419 s: fewer epochs leak more
+    "lr3e-4": ["training.learning_rate=3e-4"],  # 9/10, 11/60, -13.4%
+    "lr7e-4": ["training.learning_rate=7e-4"],  # 10/10, 9/60, -3.8%
+    "attn-r8": ["method.lora.targets=attention", "method.lora.rank=8"],  # 0/10 (learns nothing), 0/60, -19.8%
+    # Most leaks are Chinese answers. A pool with 60 more Chinese prompts (103 of 160 Chinese; their written
+    # answers replaced by the base model's own): 10/10, 7/60, -3.2%, 639 s.
     "zh-pool-1.3": ["data.replay=[data/general_prompts.json,data/general_qa_zh.json]", "data.replay_ratio=1.3"],
+    # The base model answers half the Chinese prompts in English or garbled Chinese, so its self-answers leave the
+    # identity answers as most of the Chinese text trained on: train the 60 written Chinese answers as well.
+    # 10/10, 8/60 (the leaks became "X 是由 the tuneforge team 开发的" inside proper Chinese), -38.6%, 681 s.
+    "zh-written": ["data.datasets=[identity,data/general_qa_zh.json]", "data.replay_ratio=0.6"],
+    # Not run: validation loss ended within 0.001 of its minimum in the runs above, so the best checkpoint is
+    # the last one.
+    "keep-best": ["training.keep_best=true"],
 }
 
 

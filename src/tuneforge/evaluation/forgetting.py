@@ -201,7 +201,8 @@ def warnings(report: dict[str, Any]) -> list[str]:
         words = sorted({s for r in report["answers"] for s in r["leaked"]})
         out.append(f"{report['leaked']:.0%} of the general answers contain strings typical of the training answers "
                    f"({', '.join(repr(w) for w in words[:5])}): the task leaks into unrelated questions; raise "
-                   "data.replay_ratio, use fewer epochs, or keep the best checkpoint (training.keep_best)")
+                   "data.replay_ratio (general prompts in the languages of the leaking answers) or keep the best "
+                   "checkpoint (training.keep_best); fewer epochs can leak more (docs/evaluation.md, 'Forgetting')")
     return out
 
 
