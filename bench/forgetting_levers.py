@@ -33,6 +33,7 @@ VARIANTS: dict[str, list[str]] = {
     "lr3e-4": ["training.learning_rate=3e-4"],  # 9/10, 11/60, -13.4%
     "lr7e-4": ["training.learning_rate=7e-4"],  # 10/10, 9/60, -3.8%
     "attn-r8": ["method.lora.targets=attention", "method.lora.rank=8"],  # 0/10 (learns nothing), 0/60, -19.8%
+    "rank4": ["method.lora.rank=4"],  # all linear layers, a quarter of the capacity
     # Most leaks are Chinese answers. A pool with 60 more Chinese prompts (103 of 160 Chinese; their written
     # answers replaced by the base model's own): 10/10, 7/60, -3.2%, 639 s.
     "zh-pool-1.3": ["data.replay=[data/general_prompts.json,data/general_qa_zh.json]", "data.replay_ratio=1.3"],
