@@ -213,8 +213,8 @@ def test_reward_model_reward_scores_decoded_answers_as_the_reward_model_was_trai
     from tuneforge.data.records import Message
     from tuneforge.data.templates import resolve_template
     from tuneforge.evaluation.score import score_file
-    from tuneforge.models.reward import RewardScorer
-    from tuneforge.training.rewards import build_rewards, reward_model_eot
+    from tuneforge.models.reward import RewardScorer, reward_template
+    from tuneforge.training.rewards import build_rewards
 
     cfg = RunConfig.model_validate({"data": {"datasets": ["x.json"]},
                                     "alignment": {"rewards": ["reward_model"], "reward_model": str(reward_model)}})
@@ -222,7 +222,7 @@ def test_reward_model_reward_scores_decoded_answers_as_the_reward_model_was_trai
     pairs = PAIRS[:4]
     scored = score_file(str(reward_model), str(write_json(tmp_path / "pairs.json", pairs))).rows
     tokenizer = RewardScorer.load(str(reward_model)).tokenizer
-    eot = reward_model_eot(tokenizer, str(reward_model))
+    eot = reward_template(tokenizer, str(reward_model)).eot
     assert eot  # the tokenizer's ChatML template ends answers with a special token
     template = resolve_template("auto", tokenizer, None)
     prompts = [template.prompt([Message(role="user", content=p["instruction"])]) for p in pairs]

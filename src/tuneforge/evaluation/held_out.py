@@ -176,12 +176,11 @@ def unpaired(cfg: RunConfig, models: Models, examples: list[Example]) -> Measure
 def reward_model(cfg: RunConfig, models: Models, examples: list[Example]) -> Measured:
     """rm: pairwise accuracy and mean margin of the reward model's scores (its base has no trained head:
     chance is 0.5 and 0)."""
-    from tuneforge.data.templates import resolve_template
     from tuneforge.evaluation.score import render_answer
-    from tuneforge.models.loading import trained_system
+    from tuneforge.models.reward import reward_template
 
     scorer = models.tuned
-    template = resolve_template("auto", scorer.tokenizer, trained_system(models.run))
+    template = reward_template(scorer.tokenizer, models.run)
     pairs = [ex for ex in examples if ex.kind == "pairwise"]
     chosen = scorer.score([render_answer(template, ex, ex.chosen) for ex in pairs])
     rejected = scorer.score([render_answer(template, ex, ex.rejected) for ex in pairs])
@@ -210,11 +209,10 @@ def generated_reward(cfg: RunConfig, models: Models, examples: list[Example], sa
     score = _rewarder(cfg, models, items)
     per = {label: score(texts) for label, texts in answers.items()}
     metrics: dict[str, dict[str, float | None]] = {label: {"reward": _mean(v)} for label, v in per.items()}
-    for label, src in sources.items():
-        if samples:
-            torch.manual_seed(cfg.training.seed)  # base and tuned draw from the same random stream
-            sampled = src.answers(items * samples, tokens, batch, temperature=cfg.alignment.temperature)
-            metrics[label]["sampled_reward"] = _mean(score(sampled))
+    for label, src in sources.items() if samples else ():
+        torch.manual_seed(cfg.training.seed)  # base and tuned draw from the same random stream
+        sampled = src.answers(items * samples, tokens, batch, temperature=cfg.alignment.temperature)
+        metrics[label]["sampled_reward"] = _mean(score(sampled))
     rows = [{"prompt": i.question, "reference": i.reference, "base_answer": b, "tuned_answer": t,
              "reward_base": rb, "reward_tuned": rt}
             for i, b, t, rb, rt in zip(items, answers["base"], answers["tuned"], per["base"], per["tuned"],

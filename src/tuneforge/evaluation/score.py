@@ -12,9 +12,7 @@ from typing import Any
 from tuneforge.config.schema import DataConfig
 from tuneforge.data.loader import load_data, require_usable
 from tuneforge.data.records import Example, Message
-from tuneforge.data.templates import resolve_template
-from tuneforge.models.loading import trained_system
-from tuneforge.models.reward import RewardScorer
+from tuneforge.models.reward import RewardScorer, reward_template
 
 
 @dataclass
@@ -55,7 +53,7 @@ def render_answer(template: Any, ex: Example, answer: Message) -> str:
 def score_file(model: str, data: str, max_samples: int | None = None) -> ScoreResult:
     """Score every record of ``data`` with the reward model ``model`` (a run folder or model folder)."""
     scorer = RewardScorer.load(model)
-    template = resolve_template("auto", scorer.tokenizer, trained_system(model))
+    template = reward_template(scorer.tokenizer, model)
     loaded = load_data(DataConfig(datasets=[{"path": data}], max_samples=max_samples))
     kinds = {ex.kind for ex in loaded.examples}
     require_usable(loaded, STAGE_OF_KIND.get(min(kinds), "sft") if kinds else "sft")

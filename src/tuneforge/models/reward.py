@@ -40,6 +40,15 @@ def load_reward_model(name_or_path: str) -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
+def reward_template(tokenizer: Any, name_or_path: str) -> Any:
+    """The chat template a reward model scored its training answers in (its own, with its trained system prompt):
+    scoring renders prompt + answer the same way, ending with the template's end-of-turn text."""
+    from tuneforge.data.templates import resolve_template
+    from tuneforge.models.loading import trained_system
+
+    return resolve_template("auto", tokenizer, trained_system(name_or_path))
+
+
 @dataclass
 class RewardScorer:
     """Scores rendered texts (prompt + answer, as the training template writes them) with a reward model."""

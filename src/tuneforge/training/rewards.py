@@ -74,14 +74,14 @@ def length_penalty(cfg: RunConfig) -> RewardFn:
 
 def reward_model(cfg: RunConfig) -> RewardFn:
     """The score of a trained reward model (``alignment.reward_model``) for prompt + completion."""
-    from tuneforge.models.reward import RewardScorer
+    from tuneforge.models.reward import RewardScorer, reward_template
 
     if not cfg.alignment.reward_model:
         raise ConfigError("no reward model given", [Problem(
             "reward 'reward_model' needs alignment.reward_model", field="alignment.reward_model",
             fix="set alignment.reward_model: runs/<your rm run>")])
     scorer = RewardScorer.load(cfg.alignment.reward_model)
-    eot = reward_model_eot(scorer.tokenizer, cfg.alignment.reward_model)
+    eot = reward_template(scorer.tokenizer, cfg.alignment.reward_model).eot or ""
 
     def reward(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
         # Decoded completions lose the end-of-turn token, but the reward model was trained on answers that
@@ -90,14 +90,6 @@ def reward_model(cfg: RunConfig) -> RewardFn:
                              for p, c in zip(prompts, completions, strict=True)])
 
     return _named("reward_model", reward)
-
-
-def reward_model_eot(tokenizer: Any, path: str) -> str:
-    """The end-of-turn text the reward model at ``path`` saw at the end of every trained answer ('' if none)."""
-    from tuneforge.data.templates import resolve_template
-    from tuneforge.models.loading import trained_system
-
-    return resolve_template("auto", tokenizer, trained_system(path)).eot or ""
 
 
 for _name, _builder in {"exact_answer": exact_answer, "regex": regex_match, "format": regex_match,
