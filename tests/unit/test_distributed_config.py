@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tuneforge.advice.recommend import recommend, rows_per_step, setup_from_config
+from tuneforge.advice.recommend import recommend, setup_from_config
 from tuneforge.config import load_config
 from tuneforge.distributed import strategies
-from tuneforge.distributed.strategies import STRATEGIES, deepspeed_config
+from tuneforge.distributed.strategies import STRATEGIES, deepspeed_config, global_batch
 from tuneforge.distributed.support import distributed_problems
 from tuneforge.training.stages import STAGES
 from tuneforge.utils.errors import ConfigError
@@ -126,7 +126,7 @@ def test_the_advice_plans_the_global_batch_and_the_sharded_memory() -> None:
     one_filled, _ = recommend(one, 1000, 135_000_000)
     four_filled, advice = recommend(four, 1000, 135_000_000)
     assert one_filled.training.gradient_accumulation == 4 * four_filled.training.gradient_accumulation
-    assert rows_per_step(one_filled) == rows_per_step(four_filled) == 16  # the same global batch
+    assert global_batch(one_filled) == global_batch(four_filled) == 16  # the same global batch
     reason = next(a.reason for a in advice if a.key == "training.gradient_accumulation")
     assert "x 4 processes" in reason
     sharded = setup_from_config(_cfg(strategy="deepspeed", nproc_per_node=4, zero_stage=3, offload="optimizer"),

@@ -31,6 +31,7 @@ from tuneforge.advice.recommend import (
     worth_tuning,
 )
 from tuneforge.config.schema import RunConfig
+from tuneforge.distributed.strategies import global_batch, planned_world_size
 
 LORA_METHODS = ("lora", "dora", "qlora")
 
@@ -95,7 +96,6 @@ def recommendations(cfg: RunConfig, eval_metrics: dict[str, Any] | None = None) 
     if eval_metrics:
         items.append(worth_tuning(eval_metrics))
     steps = total_steps(f.cfg, f.n_train)
-    from tuneforge.distributed.strategies import global_batch, planned_world_size
 
     return {"model": f.base, "params": f.shape.params, "n_train": f.n_train, "total_steps": steps,
             "processes": planned_world_size(f.cfg), "global_batch": global_batch(f.cfg),
@@ -126,9 +126,9 @@ def estimate(cfg: RunConfig, probe: bool = True, zero_stage: int | None = None, 
                     offload=planned.offload if offload is None else offload,
                     devices=planned.devices if devices is None else devices)
     zero_stage, offload, devices = setup.zero_stage, setup.offload, setup.devices
-    per_step = (t.batch_size or 1) * (t.gradient_accumulation or 1) * max(1, devices)
+    per_step = global_batch(f.cfg, devices)
     steps_per_epoch = math.ceil(f.n_train / per_step)
-    steps = math.ceil((t.epochs or 1) * steps_per_epoch) if not t.max_steps else t.max_steps
+    steps = total_steps(f.cfg, f.n_train, devices)
     epochs = steps / steps_per_epoch  # max_steps may override the epochs
     trained_tokens = int(f.tokens * epochs)
     out: dict[str, Any] = {

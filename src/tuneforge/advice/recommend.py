@@ -96,7 +96,7 @@ def _batch_size(cfg: RunConfig, f: Facts) -> tuple[object, str]:
 
 def _gradient_accumulation(cfg: RunConfig, f: Facts) -> tuple[object, str]:
     bs, n = cfg.training.batch_size or 1, planned_world_size(cfg)
-    per_epoch = max(1, f.n_train // (bs * n))
+    per_epoch = max(1, f.n_train // (bs * n))  # micro-batches per epoch over all processes
     ga = max(1, min(EFFECTIVE_BATCH // (bs * n), per_epoch // 4 or 1))
     spread = f" = {bs} per device x {ga} x {n} processes" if n > 1 else ""
     return ga, (f"global batch {bs * ga * n}{spread} (aim {EFFECTIVE_BATCH}, but at least ~4 optimizer steps "
@@ -122,7 +122,7 @@ def _eval_steps(cfg: RunConfig, f: Facts) -> tuple[object, str]:
     why = f"about 10 evaluations over {steps} steps"
     # An evaluation should not read more rows than the training between two of them: on short runs
     # (an example's 10 steps) evaluating every step would take most of the time.
-    floor = math.ceil(f.n_eval / rows_per_step(cfg))
+    floor = math.ceil(f.n_eval / global_batch(cfg))
     if floor > every:
         every = min(steps, floor)
         why = (f"every {every} of {steps} steps: each evaluation reads {f.n_eval} validation rows, no more than "
@@ -169,17 +169,12 @@ RULES: list[tuple[str, str, Rule]] = PLAN_RULES + [
 ]
 
 
-def rows_per_step(cfg: RunConfig) -> int:
-    """Examples one optimizer step trains on: the global batch (batch x accumulation x processes)."""
-    return global_batch(cfg)
-
-
-def total_steps(cfg: RunConfig, n_train: int) -> int:
-    """Optimizer steps: ``max_steps``, else epochs x ceil(n / (batch x accumulation))."""
+def total_steps(cfg: RunConfig, n_train: int, world: int | None = None) -> int:
+    """Optimizer steps: ``max_steps``, else epochs x ceil(n / global batch) (``world`` processes, default planned)."""
     t = cfg.training
     if t.max_steps:
         return t.max_steps
-    return max(1, math.ceil((t.epochs or 1) * math.ceil(n_train / rows_per_step(cfg))))
+    return max(1, math.ceil((t.epochs or 1) * math.ceil(n_train / global_batch(cfg, world))))
 
 
 def setup_from_config(cfg: RunConfig, on_gpu: bool) -> Setup:
@@ -253,7 +248,7 @@ def _reach_min_steps(cfg: RunConfig, n_train: int, filled: list[Advice]) -> list
         while f"training.{key}" in advised and getattr(t, key) > 1 and total_steps(cfg, n_train) < MIN_STEPS:
             setattr(t, key, getattr(t, key) // 2)
     if "training.epochs" in advised and total_steps(cfg, n_train) < MIN_STEPS:
-        per_epoch = math.ceil(n_train / rows_per_step(cfg))
+        per_epoch = math.ceil(n_train / global_batch(cfg))
         t.epochs = min(_max_epochs(cfg), max(t.epochs or 1, math.ceil(MIN_STEPS / per_epoch)))
     why = (f"lowered or raised to reach at least {MIN_STEPS} optimizer steps ({before} -> "
            f"{total_steps(cfg, n_train)}); docs/advice.md")
@@ -277,7 +272,7 @@ def step_warnings(cfg: RunConfig, n_train: int) -> list[str]:
     if t.max_steps:
         cause = f"training.max_steps is {t.max_steps}; raise it"
     elif (t.batch_size or 1) * (t.gradient_accumulation or 1) > 1:
-        cause = (f"{n_train} examples at a global batch of {rows_per_step(cfg)} x {t.epochs:g} epochs; lower "
+        cause = (f"{n_train} examples at a global batch of {global_batch(cfg)} x {t.epochs:g} epochs; lower "
                  "training.batch_size or training.gradient_accumulation, or raise training.epochs")
     else:
         cause = (f"{n_train} examples are too few even at batch 1 and {t.epochs:g} epochs (more would overfit); "
