@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,17 @@ def test_example_config_is_valid(path: Path, monkeypatch: pytest.MonkeyPatch) ->
     if _stages(path) & ALIGNMENT:  # _stages validates every config
         assert "# Run: tuneforge" in header, f"{path.name}: no how-to-run header"
         assert re.search(r"# Run time on the 2-core CPU: \d+ s", header), f"{path.name}: no measured run time"
+
+
+DATA_FILES = sorted(p for d in ("examples/data", "data") for p in (EXAMPLES[0].parents[1] / d).glob("*.json")
+                    if p.name != "dataset_info.json")
+
+
+@pytest.mark.parametrize("path", DATA_FILES, ids=lambda p: p.name)
+def test_shipped_data_never_repeats_a_question(path: Path) -> None:
+    # A question present twice can land in both the training and the held-out split, and inflate what the
+    # example claims to have learned (the arithmetic file once had 39 repeats among 200).
+    records = json.loads(path.read_text(encoding="utf-8"))
+    questions = [(r["instruction"], r.get("input", "")) for r in records]
+    repeated = [q for q, n in Counter(questions).items() if n > 1]
+    assert not repeated, f"{path.name}: repeated questions {repeated[:3]}"
