@@ -19,15 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tuneforge.evaluation.held_out import HEADLINE
+
 ROOT = Path(__file__).resolve().parents[1]
-#: The held-out metric each example claims to move, per stage (higher is better unless noted).
-CLAIMS: dict[str, list[str]] = {
-    "sft": ["rougeL", "ppl"], "dpo": ["preference_accuracy", "reward_margin"],
-    "simpo": ["preference_accuracy", "reward_margin"], "orpo": ["preference_accuracy", "reward_margin"],
-    "kto": ["log_ratio_gap"], "rm": ["accuracy"], "grpo": ["reward"], "ppo": ["reward", "sampled_reward"],
-}
-#: Examples that are not one training run (a search runs many; it has its own report).
-SKIP = {"search_lora"}
+#: The held-out metrics each example claims to move, per stage (higher is better unless noted): the headline
+#: metrics of the run's own held-out evaluation, and ROUGE-L and perplexity for SFT.
+CLAIMS: dict[str, list[str]] = {"sft": ["rougeL", "ppl"],
+                                **{stage: list(dict.fromkeys(keys)) for stage, keys in HEADLINE.items()}}
 
 
 def run_example(config: Path, out: Path) -> tuple[float, Path]:
@@ -89,12 +87,29 @@ def named_rows(run: Path, label: str, stage: str) -> list[dict[str, Any]]:
     return rows
 
 
+def search_rows(config: Path, run: Path) -> list[dict[str, Any]]:
+    """A hyper-parameter search: its objective for the first trial (the advice, ``start_with``) and the best."""
+    import optuna
+    import yaml
+
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{run / 'study.db'}")
+    finished = [t for t in study.trials if t.value is not None]
+    objective = yaml.safe_load(config.read_text(encoding="utf-8"))["search"].get("objective", "eval_loss")
+    label = config.stem
+    return [{"example": label, "stage": "search", "metric": f"{objective}: advice (trial 0) -> best of {len(finished)}",
+             "base": study.trials[0].value, "tuned": study.best_value}]
+
+
 def measure(config: Path, out: Path) -> list[dict[str, Any]]:
     """All rows of one example (one per stage and metric), with the example's wall time on each."""
     seconds, run = run_example(config, out)
     stages = sorted(p for p in run.iterdir() if p.is_dir() and p.name[:2].isdigit()) if run.is_dir() else []
-    rows = [r for s in stages for r in stage_rows(s, f"{config.stem}/{s.name}")] if stages else \
-        stage_rows(run, config.stem)
+    if (run / "study.db").is_file():
+        rows = search_rows(config, run)
+    elif stages:
+        rows = [r for s in stages for r in stage_rows(s, f"{config.stem}/{s.name}")]
+    else:
+        rows = stage_rows(run, config.stem)
     for r in rows:
         r["seconds"] = round(seconds)
     return rows
@@ -109,8 +124,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="example names (file stems); default every example")
     parser.add_argument("--out", type=Path, default=Path("/tmp/tuneforge-examples"))
     args = parser.parse_args()
-    configs = [p for p in sorted((ROOT / "examples").glob("*.yaml")) if p.stem not in SKIP
-               and (not args.only or p.stem in args.only)]
+    configs = [p for p in sorted((ROOT / "examples").glob("*.yaml")) if not args.only or p.stem in args.only]
     rows: list[dict[str, Any]] = []
     for config in configs:
         got = measure(config, args.out)

@@ -33,7 +33,7 @@ from tuneforge.utils.names import Registry
 HEADLINE: dict[str, tuple[str, str]] = {
     "dpo": ("preference_accuracy", "reward_margin"), "simpo": ("preference_accuracy", "reward_margin"),
     "orpo": ("preference_accuracy", "reward_margin"), "kto": ("log_ratio_gap", "logp_gap"),
-    "rm": ("accuracy", "margin"), "grpo": ("reward", "reward"), "ppo": ("reward", "sampled_reward"),
+    "rm": ("accuracy", "margin"), "grpo": ("reward", "sampled_reward"), "ppo": ("reward", "sampled_reward"),
 }
 
 
@@ -190,7 +190,8 @@ def reward_model(cfg: RunConfig, models: Models, examples: list[Example]) -> Mea
     return Measured(metrics, [{"score_chosen": a, "score_rejected": b} for a, b in zip(chosen, rejected, strict=True)])
 
 
-#: Sampled answers per held-out prompt for ``sampled_reward`` (ppo): enough to average out one unlucky sample.
+#: Sampled answers per held-out prompt for ``sampled_reward`` (grpo, ppo: what they optimise is the reward of
+#: answers sampled at the training temperature): enough to average out one unlucky sample.
 SAMPLES = 4
 
 
@@ -249,8 +250,9 @@ def _source(engine: Any) -> Any:
     return ModelSource(engine, "tuned")
 
 
+_sampled = partial(generated_reward, samples=SAMPLES)
 for _stage, _fn in {"dpo": pairwise, "simpo": pairwise, "orpo": pairwise, "kto": unpaired, "rm": reward_model,
-                    "grpo": generated_reward, "ppo": partial(generated_reward, samples=SAMPLES)}.items():
+                    "grpo": _sampled, "ppo": _sampled}.items():
     EVALUATORS.register(_stage, _fn)
 
 
