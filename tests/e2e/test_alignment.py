@@ -104,7 +104,7 @@ def test_stage_trains(tmp_path: Path, tiny_model_dir: Path, reward_model: Path, 
     assert meta["stage"] == stage
     held = json.loads((result.run.root / "eval" / "metrics.json").read_text())  # judged on the validation split
     assert held["stage"] == stage and held["n"] >= 1 and {"base", "tuned"} == set(held["metrics"])
-    for headline in HEADLINE[stage]:  # ppo: greedy and sampled reward
+    for headline in HEADLINE[stage]:  # grpo, ppo: greedy and sampled reward
         assert headline in held["metrics"]["base"] and headline in held["metrics"]["tuned"]
         assert f"{headline}" in (result.run.root / "report.md").read_text()
 
