@@ -6,7 +6,8 @@ preference, reward and RL metrics, or BLEU/ROUGE/perplexity for SFT) and eval/fo
 forgetting guard). A pipeline gives one row per stage, each judged against its own base (the previous
 stage). Prints one JSON line per example as it finishes, then a Markdown table for the README.
 
-Run: .venv/bin/python bench/examples_bench.py [--only dpo_lora ...]   (about an hour on a 2-core CPU)
+Run: .venv/bin/python bench/examples_bench.py [--only dpo_lora ...] [--set training.seed=1]   (about an hour on a
+2-core CPU)
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ CLAIMS: dict[str, list[str]] = {"sft": ["rougeL", "ppl"],
                                 **{stage: list(dict.fromkeys(keys)) for stage, keys in HEADLINE.items()}}
 
 
-def run_example(config: Path, out: Path) -> tuple[float, Path]:
-    """Train one example into ``out``; its wall time and run folder."""
+def run_example(config: Path, out: Path, overrides: list[str] = ()) -> tuple[float, Path]:
+    """Train one example into ``out`` (with ``key=value`` overrides, e.g. another seed); its wall time and run folder."""
     name = config.stem
     cmd = [str(ROOT / ".venv" / "bin" / "tuneforge"), "train", str(config), "--overwrite", "--no-progress",
-           f"output.dir={out}", f"output.name={name}"]
+           f"output.dir={out}", f"output.name={name}", *overrides]
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
@@ -100,9 +101,9 @@ def search_rows(config: Path, run: Path) -> list[dict[str, Any]]:
              "base": study.trials[0].value, "tuned": study.best_value}]
 
 
-def measure(config: Path, out: Path) -> list[dict[str, Any]]:
+def measure(config: Path, out: Path, overrides: list[str] = ()) -> list[dict[str, Any]]:
     """All rows of one example (one per stage and metric), with the example's wall time on each."""
-    seconds, run = run_example(config, out)
+    seconds, run = run_example(config, out, overrides)
     stages = sorted(p for p in run.iterdir() if p.is_dir() and p.name[:2].isdigit()) if run.is_dir() else []
     if (run / "study.db").is_file():
         rows = search_rows(config, run)
@@ -123,11 +124,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="example names (file stems); default every example")
     parser.add_argument("--out", type=Path, default=Path("/tmp/tuneforge-examples"))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides for every example, e.g. training.seed=1 to repeat with another seed")
     args = parser.parse_args()
     configs = [p for p in sorted((ROOT / "examples").glob("*.yaml")) if not args.only or p.stem in args.only]
     rows: list[dict[str, Any]] = []
     for config in configs:
-        got = measure(config, args.out)
+        got = measure(config, args.out, args.set)
         rows += got
         for r in got:
             print(json.dumps(r, ensure_ascii=False), flush=True)
