@@ -107,6 +107,11 @@ def test_stage_trains(tmp_path: Path, tiny_model_dir: Path, reward_model: Path, 
     for headline in HEADLINE[stage]:  # grpo, ppo: greedy and sampled reward
         assert headline in held["metrics"]["base"] and headline in held["metrics"]["tuned"]
         assert f"{headline}" in (result.run.root / "report.md").read_text()
+    if "sampled_reward" in HEADLINE[stage]:  # per prompt too, for a paired standard error of the gain
+        preds = [json.loads(x) for x in (result.run.root / "eval" / "predictions.jsonl").read_text().splitlines()]
+        for label in ("base", "tuned"):
+            mean = sum(r[f"sampled_reward_{label}"] for r in preds) / len(preds)
+            assert mean == pytest.approx(held["metrics"][label]["sampled_reward"])
 
 
 @pytest.mark.ci  # ~20 s: kept out of `make test` (15-minute budget); `.ci/run` runs it with `make test-ci`

@@ -210,14 +210,18 @@ def generated_reward(cfg: RunConfig, models: Models, examples: list[Example], sa
     score = _rewarder(cfg, models, items)
     per = {label: score(texts) for label, texts in answers.items()}
     metrics: dict[str, dict[str, float | None]] = {label: {"reward": _mean(v)} for label, v in per.items()}
-    for label, src in sources.items() if samples else ():
-        torch.manual_seed(cfg.training.seed)  # base and tuned draw from the same random stream
-        sampled = src.answers(items * samples, tokens, batch, temperature=cfg.alignment.temperature)
-        metrics[label]["sampled_reward"] = _mean(score(sampled))
     rows = [{"prompt": i.question, "reference": i.reference, "base_answer": b, "tuned_answer": t,
              "reward_base": rb, "reward_tuned": rt}
             for i, b, t, rb, rt in zip(items, answers["base"], answers["tuned"], per["base"], per["tuned"],
                                        strict=True)]
+    for label, src in sources.items() if samples else ():
+        torch.manual_seed(cfg.training.seed)  # base and tuned draw from the same random stream
+        sampled = score(src.answers(items * samples, tokens, batch, temperature=cfg.alignment.temperature))
+        metrics[label]["sampled_reward"] = _mean(sampled)
+        # Per prompt too (answer k of prompt i sits at k * len(items) + i), so a paired standard error of the
+        # gain can be read from predictions.jsonl.
+        for i, row in enumerate(rows):
+            row[f"sampled_reward_{label}"] = _mean(sampled[i::len(items)])
     return Measured(metrics, rows)
 
 
