@@ -34,7 +34,7 @@ VARIANTS: dict[str, list[str]] = {
     "replay0.25-ep5": ["data.replay_ratio=0.25", "training.epochs=5"],  # 10/10, 14/60, -20.0%
     "replay2.0-ep2": ["data.replay_ratio=2.0", "training.epochs=2"],  # 10/10, 8/60, +5.9%
     "replay1.0-ep2": ["training.epochs=2"],  # 9/10, 14/60, -16.2%, 419 s: fewer epochs leak more
-    "replay1.0-ep4": ["training.epochs=4"],  # new identity data: 10/10, 8/60, -1.5%, 887 s: 2 -> 3 epochs helped, 4 did not
+    "replay1.0-ep4": ["training.epochs=4"],  # new identity data: 10/10, 8/60, -1.5%, 887 s (fp32: a CPU without bf16): 2 -> 3 epochs helped, 4 did not
     "lr3e-4": ["training.learning_rate=3e-4"],  # 9/10, 11/60, -13.4%
     "lr7e-4": ["training.learning_rate=7e-4"],  # 10/10, 9/60, -3.8%
     "attn-r8": ["method.lora.targets=attention", "method.lora.rank=8"],  # 0/10 (learns nothing), 0/60, -19.8%
@@ -51,6 +51,9 @@ VARIANTS: dict[str, list[str]] = {
     # the base model, so the adapter learns that the form of a question alone does not call for the name.
     # 10/10, 10/60, -0.4%, 608 s: no better.
     "near-miss-1.4": ["data.replay=[data/general_prompts.json,data/near_miss.json]", "data.replay_ratio=1.4"],
+    # Not a variant (it needs another identity file): with the author left out of the 21 answers whose question
+    # is not about who made the model (40 of 90 answers name the author instead of 61), on 2026-12-04 (fp32):
+    # 10/10, 9/60, -11.3%, 970 s. The leaks turned from "由 the tuneforge team 开发" into "我是 Forge": no better.
     # Not run: validation loss ended within 0.001 of its minimum in the runs above, so the best checkpoint is
     # the last one.
     "keep-best": ["training.keep_best=true"],

@@ -39,7 +39,8 @@ def short(text: str, n: int = 90) -> str:
 
 
 def named(text: str) -> bool:
-    """An answer that gives the new name."""
+    """An answer that gives the new name, or its author: "the tuneforge team" contains "Forge", and both are the
+    identity leaking, so the count is the stricter one (bench/forgetting_levers.py counts the same way)."""
     return NAME.lower() in text.lower()
 
 
