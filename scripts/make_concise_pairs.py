@@ -1,5 +1,8 @@
 """Write examples/data/concise_pairs.json: bilingual preference pairs whose lesson is "answer directly",
-and examples/data/concise_answers.json: other questions of the same kinds with their direct answer.
+examples/data/concise_answers.json: other questions of the same kinds with their direct answer, and
+examples/data/mixed_answers.json: those questions again, half of them answered with filler around the direct
+answer (demonstrations of mixed quality, as collected ones often are: an SFT model trained on them pads about
+half its answers, which leaves a reward model of "answer directly" something to teach with PPO).
 
 Each pair answers one short question (arithmetic, capitals, opposites, unit conversions; English and Chinese)
 with the same correct answer twice: the chosen one plain, the rejected one wrapped in filler (flattery before,
@@ -17,6 +20,7 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "examples" / "data" / "concise_pairs.json"
 PROMPTS = OUT.with_name("concise_answers.json")
+MIXED = OUT.with_name("mixed_answers.json")
 SEED = 7
 
 CAPITALS = [("Spain", "Madrid", "西班牙", "马德里"), ("Germany", "Berlin", "德国", "柏林"),
@@ -100,6 +104,16 @@ def prompts(rng: random.Random, taken: set[str]) -> list[dict[str, str]]:
     return out
 
 
+def padded(rng: random.Random, records: list[dict[str, str]], share: float = 0.5) -> list[dict[str, str]]:
+    """``records`` with about ``share`` of the answers wrapped in filler of their language."""
+    out = []
+    for r in records:
+        before, after = FILLER_ZH if any("\u4e00" <= ch <= "\u9fff" for ch in r["instruction"]) else FILLER_EN
+        answer = rng.choice(before) + r["output"] + rng.choice(after) if rng.random() < share else r["output"]
+        out.append({**r, "output": answer})
+    return out
+
+
 def main() -> None:
     rng = random.Random(SEED)
     records = []
@@ -117,6 +131,9 @@ def main() -> None:
     single = prompts(rng, seen)
     PROMPTS.write_text(json.dumps(single, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(f"{len(single)} questions with direct answers -> {PROMPTS}")
+    mixed = padded(random.Random(SEED + 1), single)  # its own stream: the two files above stay as they were
+    MIXED.write_text(json.dumps(mixed, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"{len(mixed)} questions, {sum(m != s for m, s in zip(mixed, single, strict=True))} answers padded -> {MIXED}")
 
 
 if __name__ == "__main__":

@@ -47,3 +47,15 @@ def test_shipped_data_never_repeats_a_question(path: Path) -> None:
     questions = [(r["instruction"], r.get("input", "")) for r in records]
     repeated = [q for q, n in Counter(questions).items() if n > 1]
     assert not repeated, f"{path.name}: repeated questions {repeated[:3]}"
+
+
+def test_mixed_answers_pad_about_half_of_the_direct_answers() -> None:
+    # rlhf_pipeline's sft data: if none were padded the reward model would have nothing left for PPO to
+    # teach; if all were, the sft stage would learn to pad. Each answer still holds the direct one.
+    data = EXAMPLES[0].parent / "data"
+    direct = json.loads((data / "concise_answers.json").read_text(encoding="utf-8"))
+    mixed = json.loads((data / "mixed_answers.json").read_text(encoding="utf-8"))
+    assert [r["instruction"] for r in mixed] == [r["instruction"] for r in direct]
+    assert all(d["output"] in m["output"] for d, m in zip(direct, mixed, strict=True))
+    padded = sum(m["output"] != d["output"] for d, m in zip(direct, mixed, strict=True))
+    assert 0.35 <= padded / len(mixed) <= 0.65, f"{padded} of {len(mixed)} answers padded"
