@@ -13,7 +13,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest -n 2 -m "not ci" $(PYTEST_ARGS)
 
-test-ci: setup  # the tests CI adds after make test (~2-3 minutes): every alignment stage under DDP, the forgetting guard, held-out DPO
+test-ci: setup  # the tests CI adds after make test (~3-4 minutes): every alignment stage under DDP, ZeRO-2/3 with an adapter, the forgetting guard, held-out DPO
 	$(PY) -m pytest -n 2 -m ci $(PYTEST_ARGS)
 
 lint: setup
