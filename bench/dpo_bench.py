@@ -5,8 +5,10 @@
    training (evaluation at step 0 is exact: policy = reference, margin 0), plus the model's own pairwise
    preference (mean log-probability of chosen > rejected) of the base and of the tuned model.
 2. *Memory* (``--memory-steps``, default 4): peak RSS of tuneforge's DPO (reference = the base with the
-   adapter disabled) against TRL's ``DPOTrainer`` given an explicit reference model copy, same data,
-   same LoRA, same batch, both with gradient checkpointing (TRL's default); each in its own subprocess.
+   adapter disabled) against TRL's ``DPOTrainer`` with its own PEFT handling (``peft_config`` and no
+   ``ref_model``: the same adapter-disabled reference, the fair comparison, printed first) and against
+   TRL given an explicit reference model copy; same data, same LoRA, same batch, all with gradient
+   checkpointing (TRL's default); each in its own subprocess.
 
 Usage: ``python bench/dpo_bench.py [--steps 30] [--memory-steps 4] [--skip-learning]``
 
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,9 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 warnings.filterwarnings("ignore")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import peak_rss_mb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "fixtures" / "llamafactory" / "dpo_en_demo.json"
@@ -119,9 +123,12 @@ def _own_preference(result: Any) -> tuple[float, float]:
 
 
 def memory(steps: int) -> None:
-    peaks = {name: _run_child(name, steps) for name in ("tuneforge", "trl-explicit-ref")}
+    peaks = {name: _run_child(name, steps) for name in ("tuneforge", "trl-peft", "trl-explicit-ref")}
     for name, (rss, info) in peaks.items():
         print(f"{name}: peak RSS {rss:.1f} MB ({info})")
+    # the fair figure first: TRL's own PEFT handling also uses the base with the adapter disabled as reference
+    print(f"peak RSS ratio tuneforge/TRL-peft (adapter disabled as reference): "
+          f"{peaks['tuneforge'][0] / peaks['trl-peft'][0]:.2f}")
     print(f"peak RSS ratio tuneforge/TRL-with-reference-copy: {peaks['tuneforge'][0] / peaks['trl-explicit-ref'][0]:.2f}")
 
 
@@ -142,24 +149,13 @@ def child(name: str, steps: int) -> None:
                       progress=False)
             info = f"{r.steps} steps, final loss {r.final_loss:.4f}"
         else:
-            info = _trl_explicit_reference(Path(tmp), steps)
-    print(f"RESULT {_peak_rss_mb():.1f} {info}")
+            info = _trl(Path(tmp), steps, reference_copy=name == "trl-explicit-ref")
+    print(f"RESULT {peak_rss_mb():.1f} {info}")
 
 
-def _peak_rss_mb() -> float:
-    """This process's own peak RSS (VmHWM).
-
-    Not ``getrusage``: on Linux its ``ru_maxrss`` survives ``exec`` and so reports the parent's peak
-    when the parent (the learning run) was bigger, which made both contenders read the same figure.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: no exec carry-over known
-
-
-def _trl_explicit_reference(tmp: Path, steps: int) -> str:
-    """TRL's DPOTrainer on the same tokenized pairs with ``ref_model`` = a second loaded copy."""
+def _trl(tmp: Path, steps: int, reference_copy: bool) -> str:
+    """TRL's DPOTrainer on the same tokenized pairs; the reference is a second loaded copy
+    (``reference_copy``) or, TRL's own PEFT handling, the policy with its adapter disabled."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -176,7 +172,7 @@ def _trl_explicit_reference(tmp: Path, steps: int) -> str:
     tok = load_tokenizer(path)
     data = training_data.prepare(cfg, tok, resolve_template("auto", tok), "dpo")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    ref = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    ref = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32) if reference_copy else None
     args = DPOConfig(output_dir=str(tmp / "trl"), max_steps=steps, per_device_train_batch_size=2,
                      learning_rate=5e-5, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
                      bf16=False, max_length=MAX_LENGTH, beta=0.1, seed=42, gradient_checkpointing=True)
