@@ -1,21 +1,32 @@
-"""LoRA SFT training speed and memory: tuneforge vs TRL's SFTTrainer vs plain HF Trainer.
+"""LoRA SFT training speed and memory: tuneforge vs TRL's SFTTrainer, plain HF Trainer and (optional) LLaMA-Factory.
 
 Same model (the default SmolLM2-135M-Instruct), same data (alpaca_en_demo.json), LoRA rank 8 on all
-linear layers, max_length 512, the same effective batch (4 x 2 accumulation) and number of optimizer
-steps, learning rate 2e-4, seed 42. Each contender runs in its own subprocess (so peak RSS is its
-own); with ``--repeats`` > 1 the contenders are interleaved and medians reported.
+linear layers, LoRA dropout 0, max_length 512, the same effective batch (4 x 2 accumulation) and number
+of optimizer steps, learning rate 2e-4, linear schedule, seed 42. Each contender runs in its own
+subprocess (so peak RSS is its own); with ``--repeats`` > 1 the contenders are interleaved and medians
+reported.
+
+Every contender gets its best documented setting for the machine it runs on: the precision is chosen
+once by tuneforge's capability rule (bf16 on a GPU or CPU with fast bf16, fp16 on an older GPU, fp32
+otherwise) and given to all; otherwise each keeps its own defaults:
 
 - tuneforge: ``tuneforge.training.runner.train`` (padding-free batches, loss only at labelled positions,
-  length grouping, automatic precision);
-- TRL: ``SFTTrainer`` with its defaults on the same records as prompt/completion conversations (only
-  ``use_cpu``/``bf16=False`` set on a CPU without bf16, because its defaults refuse to start there);
-- HF: ``Trainer`` on the same token ids with ``DataCollatorForSeq2Seq`` padding and the model's own loss.
+  length grouping; gradient checkpointing off by default);
+- TRL: ``SFTTrainer`` with its defaults (gradient checkpointing on) on the same records as
+  prompt/completion conversations;
+- HF: ``Trainer`` on the same token ids with ``DataCollatorForSeq2Seq`` padding and the model's own loss;
+- LF (``--contenders ...,LF``, after ``bash bench/setup_llamafactory.sh``): LLaMA-Factory 0.9.5 in its own
+  venv with its defaults (gradient checkpointing on, template ``smollm2``) on the same alpaca file.
 
-Prints real (non-pad) tokens/s, peak RSS and final loss per contender, tuneforge's achieved GFLOP/s
-against a dense matmul measured in the same run, and ends with exactly::
+Prints each contender's precision, gradient checkpointing and LoRA dropout as read back from its own
+trainer, real (non-pad) tokens/s, peak RSS, final loss and the loss-curve difference to tuneforge;
+tuneforge's achieved GFLOP/s against the best dense matmul measured in the same run; ratios against
+the faster (and the leaner) of TRL and LF. It ends with::
 
     tokens/s ratio tuneforge/TRL: <x>
     peak RSS ratio tuneforge/TRL: <x>
+    tokens/s ratio tuneforge/LF: <x>      (when LF ran)
+    peak RSS ratio tuneforge/LF: <x>      (when LF ran)
     matmul utilisation: <p>%
 """
 
@@ -24,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,17 +50,16 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 warnings.filterwarnings("ignore")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import peak_rss_mb  # noqa: E402
 from data_bench import trl_records  # noqa: E402  (the same records as TRL conversations)
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "llamafactory" / "alpaca_en_demo.json"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "fixtures" / "llamafactory" / "alpaca_en_demo.json"
+LF_PYTHON = ROOT / ".venv-lf" / "bin" / "python"
 BATCH, ACCUM, MAX_LENGTH, LR, RANK, SEED = 4, 2, 512, 2e-4, 8, 42
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def run_tuneforge(data: Path, steps: int, work: str, same_order: bool = False) -> dict[str, Any]:
+def run_tuneforge(data: Path, steps: int, work: str, precision: str, same_order: bool = False) -> dict[str, Any]:
     from tuneforge.config.schema import RunConfig
     from tuneforge.training.runner import train
 
@@ -59,12 +68,27 @@ def run_tuneforge(data: Path, steps: int, work: str, same_order: bool = False) -
         "method": {"name": "lora", "lora": {"rank": RANK, "alpha": 2 * RANK, "dropout": 0.0, "targets": "all-linear"}},
         "training": {"max_steps": steps, "learning_rate": LR, "batch_size": BATCH, "gradient_accumulation": ACCUM,
                      "warmup_ratio": 0.0, "weight_decay": 0.0, "logging_steps": 1, "save_steps": 10_000,
-                     "scheduler": "linear", "seed": SEED, "group_by_length": not same_order},
+                     "scheduler": "linear", "seed": SEED, "group_by_length": not same_order, "precision": precision},
+        "evaluation": {"forgetting": False, "auto": False},
         "output": {"dir": work, "name": "tf"}})
     result = train(cfg, progress=False, echo=lambda m: None)
     rows = [json.loads(x) for x in result.run.log.read_text().splitlines() if x.strip()]
     return {"tokens": result.tokens, "seconds": result.train_seconds, "final_loss": result.final_loss,
-            "losses": [r["loss"] for r in rows if "loss" in r]}
+            "losses": [r["loss"] for r in rows if "loss" in r],
+            "settings": {"precision": cfg.training.precision,
+                         "gradient_checkpointing": bool(result.model.is_gradient_checkpointing),
+                         "lora_dropout": _lora_dropout(result.model)}}
+
+
+def _lora_dropout(model: Any) -> float:
+    return float(next(iter(model.peft_config.values())).lora_dropout)
+
+
+def _hf_precision(precision: str) -> dict[str, bool]:
+    """TrainingArguments for a precision, as a TRL or HF user sets them (``use_cpu`` on a CPU-only machine)."""
+    import torch
+
+    return {"use_cpu": not torch.cuda.is_available(), "bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
 class _Counter:
@@ -111,12 +135,15 @@ def _timed(trainer: Any, counter: _Counter) -> dict[str, Any]:
     trainer.train()
     seconds = time.perf_counter() - start
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    args = trainer.args
+    settings = {"precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+                "gradient_checkpointing": bool(trainer.model.is_gradient_checkpointing),
+                "lora_dropout": _lora_dropout(trainer.model)}
     return {"tokens": counter.tokens, "seconds": seconds, "final_loss": losses[-1] if losses else None,
-            "losses": losses}
+            "losses": losses, "settings": settings}
 
 
-def run_trl(data: Path, steps: int, work: str, same_order: bool = False) -> dict[str, Any]:
-    import torch
+def run_trl(data: Path, steps: int, work: str, precision: str, same_order: bool = False) -> dict[str, Any]:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -124,8 +151,7 @@ def run_trl(data: Path, steps: int, work: str, same_order: bool = False) -> dict
     args = SFTConfig(output_dir=work, max_steps=steps, per_device_train_batch_size=BATCH,
                      gradient_accumulation_steps=ACCUM, learning_rate=LR, max_length=MAX_LENGTH, logging_steps=1,
                      save_strategy="no", report_to=[], seed=SEED, warmup_steps=0, lr_scheduler_type="linear",
-                     use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(),
-                     disable_tqdm=True)
+                     disable_tqdm=True, **_hf_precision(precision))
     trainer = SFTTrainer(model=_lora(model), args=args, train_dataset=Dataset.from_list(trl_records(data)),
                          processing_class=tokenizer)
     counter = _Counter(trainer.data_collator, steps * ACCUM)
@@ -144,8 +170,7 @@ def _tokenized(data: Path, tokenizer: Any) -> dict[str, list[list[int]]]:
     return process_examples(examples, ProcessOptions(tokenizer, resolve_template("auto", tokenizer), MAX_LENGTH)).columns
 
 
-def run_hf(data: Path, steps: int, work: str, same_order: bool = False) -> dict[str, Any]:
-    import torch
+def run_hf(data: Path, steps: int, work: str, precision: str, same_order: bool = False) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
@@ -154,27 +179,39 @@ def run_hf(data: Path, steps: int, work: str, same_order: bool = False) -> dict[
     dataset = Dataset.from_dict({"input_ids": cols["input_ids"], "labels": cols["labels"]})
     args = TrainingArguments(output_dir=work, max_steps=steps, per_device_train_batch_size=BATCH,
                              gradient_accumulation_steps=ACCUM, learning_rate=LR, logging_steps=1, save_strategy="no",
-                             report_to=[], seed=SEED, lr_scheduler_type="linear", use_cpu=not torch.cuda.is_available(),
-                             disable_tqdm=True)
+                             report_to=[], seed=SEED, lr_scheduler_type="linear", disable_tqdm=True,
+                             **_hf_precision(precision))
     counter = _Counter(DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100), steps * ACCUM)
     trainer = Trainer(model=_lora(model), args=args, train_dataset=dataset, data_collator=counter)
     return _timed(trainer, counter)
 
 
 CONTENDERS = {"tuneforge": run_tuneforge, "TRL": run_trl, "HF": run_hf}
+PEERS = ("TRL", "LF")  # the ratios that matter are against the stronger of these
 
 
-def child(name: str, data: Path, steps: int, same_order: bool) -> None:
+def child(name: str, data: Path, steps: int, precision: str, same_order: bool) -> None:
     """Run one contender and print its figures as one JSON line."""
     with tempfile.TemporaryDirectory() as work:
-        out = CONTENDERS[name](data, steps, work, same_order)
-    out["peak_rss_mb"] = _peak_rss_mb()
+        out = CONTENDERS[name](data, steps, work, precision, same_order)
+    out["peak_rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(out))
 
 
-def _spawn(name: str, data: Path, steps: int, same_order: bool) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", name, "--data", str(data), "--steps", str(steps)]
-    done = subprocess.run(cmd + (["--same-order"] if same_order else []), capture_output=True, text=True)
+def _command(name: str, data: Path, steps: int, precision: str, same_order: bool) -> list[str]:
+    if name == "LF":
+        from tuneforge.models.loading import resolve_model
+
+        return [str(LF_PYTHON), str(ROOT / "bench" / "lf_child.py"), "--model", resolve_model("default"),
+                "--data", str(data), "--precision", precision, "--steps", str(steps), "--batch", str(BATCH),
+                "--accum", str(ACCUM), "--max-length", str(MAX_LENGTH), "--rank", str(RANK), "--seed", str(SEED),
+                "--lr", str(LR)]
+    return ([sys.executable, __file__, "--child", name, "--data", str(data), "--steps", str(steps),
+             "--precision", precision] + (["--same-order"] if same_order else []))
+
+
+def _spawn(name: str, data: Path, steps: int, precision: str, same_order: bool) -> dict[str, Any]:
+    done = subprocess.run(_command(name, data, steps, precision, same_order), capture_output=True, text=True)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -214,46 +251,75 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        help="comma-separated subset (ratios to TRL are printed only when TRL runs)")
+                        help="comma-separated subset of tuneforge,TRL,HF,LF (LF needs bench/setup_llamafactory.sh)")
     parser.add_argument("--child", choices=sorted(CONTENDERS))
+    parser.add_argument("--precision", help="(children) the precision every contender runs in")
     parser.add_argument("--same-order", action="store_true",
                         help="tuneforge without length grouping: the same seeded example order as TRL and HF, so "
                              "the loss curves can be compared step by step")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.data, args.steps, args.same_order)
+        child(args.child, args.data, args.steps, args.precision, args.same_order)
         return
-    names = [n for n in args.contenders.split(",") if n in CONTENDERS]
+    names = ["tuneforge"] + [n for n in args.contenders.split(",") if n in (*CONTENDERS, "LF") and n != "tuneforge"]
+    if "LF" in names and not LF_PYTHON.exists():
+        raise SystemExit(f"LF asked for but {LF_PYTHON} is missing: run `bash bench/setup_llamafactory.sh` first")
+    from tuneforge.training.precision import choose_precision
+
+    precision = choose_precision("auto")
+    print(f"# precision for every contender: {precision.name} ({precision.reason})")
     peaks = [_peak_matmul()]  # the machine is shared: measure the peak before and after, keep the best
     results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for _ in range(args.repeats):
         for name in names:  # interleaved
-            results[name].append(_spawn(name, args.data, args.steps, args.same_order))
+            results[name].append(_spawn(name, args.data, args.steps, precision.name, args.same_order))
     peaks.append(_peak_matmul())
-    med = {n: {k: statistics.median(r[k] for r in rs) for k in ("tokens", "seconds", "peak_rss_mb")} |
-           {"final_loss": rs[-1]["final_loss"], "tps": statistics.median(r["tokens"] / r["seconds"] for r in rs)}
-           for n, rs in results.items()}
+    _report(args, results, peaks)
+
+
+def _medians(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    return {n: {k: statistics.median(r[k] for r in rs) for k in ("tokens", "seconds", "peak_rss_mb")} |
+            {"final_loss": rs[-1]["final_loss"], "tps": statistics.median(r["tokens"] / r["seconds"] for r in rs)}
+            for n, rs in results.items()}
+
+
+def _report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]],
+            peaks: list[tuple[float, float]]) -> None:
+    med = _medians(results)
     print(f"# LoRA r={RANK} all-linear, SmolLM2-135M-Instruct, {args.data.name}, max_length {MAX_LENGTH}, "
           f"{args.steps} steps x batch {BATCH} x accumulation {ACCUM}, {args.repeats} repeat(s), medians")
+    settings = {n: rs[-1]["settings"] for n, rs in results.items()}
+    print("precision: " + " ".join(f"{n}={s['precision']}" for n, s in settings.items()))
+    print("gradient checkpointing: " + " ".join(f"{n}={'on' if s['gradient_checkpointing'] else 'off'}"
+                                                for n, s in settings.items()))
+    print("lora dropout: " + " ".join(f"{n}={s['lora_dropout']:g}" for n, s in settings.items()))
     for name, m in med.items():
         print(f"{name}: {m['tps']:.0f} real tokens/s, peak RSS {m['peak_rss_mb']:.0f} MB, "
               f"final loss {m['final_loss']:.4f}, {m['tokens']:.0f} tokens in {m['seconds']:.1f} s")
-    if "HF" in med:
-        print(f"tokens/s ratio tuneforge/HF: {med['tuneforge']['tps'] / med['HF']['tps']:.2f}")
-    for other in [n for n in ("TRL", "HF") if n in results]:
+    for other in [n for n in results if n != "tuneforge"]:
         a, b = results["tuneforge"][-1]["losses"], results[other][-1]["losses"]
         diff = max((abs(x - y) for x, y in zip(a, b, strict=False)), default=float("nan"))
-        print(f"# loss curve max |tuneforge - {other}| over {min(len(a), len(b))} steps: {diff:.4f}"
-              + ("" if args.same_order else " (different example order: use --same-order to compare)"))
+        mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)
+        print(f"# loss curve vs {other} over {min(len(a), len(b))} steps: max |difference| {diff:.4f}, "
+              f"mean {mean_a:.4f} vs {mean_b:.4f}"
+              + ("" if args.same_order or other == "LF" else " (different example order: --same-order to compare)"))
     fp32, bf16 = max(p[0] for p in peaks), max(p[1] for p in peaks)
     achieved = med["tuneforge"]["tps"] * _flops_per_token(args.data) / 1e9
-    peak = max(fp32, bf16)
     print(f"# dense 1024^2 matmul here (best of 5, before and after): fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s; "
           f"tuneforge achieved {achieved:.1f} GFLOP/s (utilisation against the faster of the two)")
-    if "TRL" in med:
-        print(f"tokens/s ratio tuneforge/TRL: {med['tuneforge']['tps'] / med['TRL']['tps']:.2f}")
-        print(f"peak RSS ratio tuneforge/TRL: {med['tuneforge']['peak_rss_mb'] / med['TRL']['peak_rss_mb']:.2f}")
-    print(f"matmul utilisation: {100 * achieved / peak:.0f}%")
+    peers = [n for n in PEERS if n in med]
+    if peers:
+        fastest = max(peers, key=lambda n: med[n]["tps"])
+        leanest = min(peers, key=lambda n: med[n]["peak_rss_mb"])
+        print(f"tokens/s ratio tuneforge/fastest peer ({fastest}): {med['tuneforge']['tps'] / med[fastest]['tps']:.2f}")
+        print(f"peak RSS ratio tuneforge/leanest peer ({leanest}): "
+              f"{med['tuneforge']['peak_rss_mb'] / med[leanest]['peak_rss_mb']:.2f}")
+    if "HF" in med:
+        print(f"tokens/s ratio tuneforge/HF: {med['tuneforge']['tps'] / med['HF']['tps']:.2f}")
+    for peer in peers:
+        print(f"tokens/s ratio tuneforge/{peer}: {med['tuneforge']['tps'] / med[peer]['tps']:.2f}")
+        print(f"peak RSS ratio tuneforge/{peer}: {med['tuneforge']['peak_rss_mb'] / med[peer]['peak_rss_mb']:.2f}")
+    print(f"matmul utilisation: {100 * achieved / max(fp32, bf16):.0f}%")
 
 
 def _peak_matmul(tries: int = 5) -> tuple[float, float]:
