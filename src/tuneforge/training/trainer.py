@@ -192,8 +192,10 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True
 
-    #: Run each sequence of a padding-free row through the model on its own (see compute_loss); set for CPU.
+    #: Run the sequences of a padding-free row as separate causal inputs (see _pieces); set for CPU.
     split_packed = False
+    #: Padded tokens per forward/backward when a row is split (see _pieces): 1 runs one sequence at a time.
+    piece_tokens = 1
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
@@ -255,21 +257,44 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
         logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
         return F.cross_entropy(logits.float(), targets, reduction="sum"), targets.numel(), outputs
 
-    @staticmethod
-    def _pieces(inputs: dict[str, Any], labels: torch.Tensor) -> list[tuple[dict[str, Any], torch.Tensor]]:
-        """The sequences of a padding-free row, each as its own unmasked causal input.
+    def _pieces(self, inputs: dict[str, Any], labels: torch.Tensor) -> list[tuple[dict[str, Any], torch.Tensor]]:
+        """The sequences of a padding-free row as right-padded batches that plain causal attention runs exactly.
 
         On CPU, PyTorch's SDPA has an O(n) flash kernel only for plain causal attention; a packed row needs a
         block-diagonal mask, which falls back to the math kernel: n^2 attention over the whole row, and the
-        probabilities of every layer kept for backward (gigabytes for a 2k-token row). Per-sequence forwards
-        compute exactly the same loss without that cost.
+        probabilities of every layer kept for backward (gigabytes for a 2k-token row). So the row is cut into
+        its sequences, and consecutive sequences are stacked into right-padded batches of at most
+        :attr:`piece_tokens` padded tokens, with no attention mask: under causal attention a real token never
+        sees the padding after it, and every row starts at position 0, so each sequence's logits are those it
+        has alone, while the linear layers multiply several sequences at once (docs/performance.md).
         """
         pos = inputs.get("position_ids")
         if pos is None or inputs["input_ids"].shape[0] != 1 or "attention_mask" in inputs:
             return [(inputs, labels)]
         starts = (pos[0] == 0).nonzero().flatten().tolist() + [pos.shape[1]]
-        return [({"input_ids": inputs["input_ids"][:, a:b]}, labels[:, a:b]) for a, b in pairwise(starts)
-                if b > a]
+        groups: list[list[tuple[int, int]]] = []
+        for a, b in pairwise(starts):
+            if b <= a:
+                continue
+            group = groups[-1] if groups else []
+            width = max([b - a] + [y - x for x, y in group])
+            if group and (len(group) + 1) * width <= self.piece_tokens:
+                group.append((a, b))
+            else:
+                groups.append([(a, b)])
+        return [self._padded(inputs["input_ids"], labels, group) for group in groups]
+
+    @staticmethod
+    def _padded(ids: torch.Tensor, labels: torch.Tensor,
+                spans: list[tuple[int, int]]) -> tuple[dict[str, Any], torch.Tensor]:
+        """Sequences ``spans`` of a row as one right-padded batch (padding: token id 0, labels ignored)."""
+        width = max(b - a for a, b in spans)
+        batch = ids.new_zeros((len(spans), width))
+        batch_labels = labels.new_full((len(spans), width), IGNORE)
+        for row, (a, b) in enumerate(spans):
+            batch[row, : b - a] = ids[0, a:b]
+            batch_labels[row, : b - a] = labels[0, a:b]
+        return {"input_ids": batch}, batch_labels
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         """Length-grouped batches whose order depends only on (seed, epoch), so a resumed run sees the same order.
