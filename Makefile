@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-ci lint bench bench-train bench-dist screenshots clean
+.PHONY: setup demo test test-ci lint bench bench-train bench-lf bench-infer bench-dist screenshots clean
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,13 @@ bench: setup
 bench-train: setup  # ~15 minutes on a 2-core CPU with the default 30 steps; --steps 10 for a quicker look
 	$(PY) bench/train_bench.py $(BENCH_ARGS)
 
+bench-lf: setup  # LLaMA-Factory 0.9.5 in .venv-lf (~3 minutes once), then train_bench with it as a contender
+	bash bench/setup_llamafactory.sh
+	$(PY) bench/train_bench.py --contenders tuneforge,TRL,HF,LF $(BENCH_ARGS)
+
+bench-infer: setup  # single-stream decoding: generate vs chat's engine vs static cache (+ torch.compile)
+	$(PY) bench/infer_bench.py $(BENCH_ARGS)
+
 bench-dist: setup  # ~10 minutes: 1 vs 2 processes for every strategy, on the default model
 	HF_HUB_OFFLINE=1 $(PY) bench/dist_bench.py $(BENCH_ARGS)
 
@@ -32,4 +39,4 @@ screenshots: setup  # the README's web UI pictures: a real run of the default mo
 	HF_HUB_OFFLINE=1 $(PY) scripts/screenshots.py
 
 clean:
-	rm -rf .venv build src/*.egg-info .pytest_cache
+	rm -rf .venv .venv-lf build src/*.egg-info .pytest_cache

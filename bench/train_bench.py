@@ -59,7 +59,9 @@ LF_PYTHON = ROOT / ".venv-lf" / "bin" / "python"
 BATCH, ACCUM, MAX_LENGTH, LR, RANK, SEED = 4, 2, 512, 2e-4, 8, 42
 
 
-def run_tuneforge(data: Path, steps: int, work: str, precision: str, same_order: bool = False) -> dict[str, Any]:
+def run_tuneforge(data: Path, steps: int, work: str, precision: str, same_order: bool = False,
+                  training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """tuneforge's run of the job; ``training`` overrides keys of its ``training`` section (bench/cpu_levers.py)."""
     from tuneforge.config.schema import RunConfig
     from tuneforge.training.runner import train
 
@@ -68,7 +70,8 @@ def run_tuneforge(data: Path, steps: int, work: str, precision: str, same_order:
         "method": {"name": "lora", "lora": {"rank": RANK, "alpha": 2 * RANK, "dropout": 0.0, "targets": "all-linear"}},
         "training": {"max_steps": steps, "learning_rate": LR, "batch_size": BATCH, "gradient_accumulation": ACCUM,
                      "warmup_ratio": 0.0, "weight_decay": 0.0, "logging_steps": 1, "save_steps": 10_000,
-                     "scheduler": "linear", "seed": SEED, "group_by_length": not same_order, "precision": precision},
+                     "scheduler": "linear", "seed": SEED, "group_by_length": not same_order, "precision": precision}
+                    | (training or {}),
         "evaluation": {"forgetting": False, "auto": False},
         "output": {"dir": work, "name": "tf"}})
     result = train(cfg, progress=False, echo=lambda m: None)

@@ -73,6 +73,7 @@ COVERAGE: dict[str, str] = {
     "training.seed": E + "test_training_fields_reach_the_trainer_arguments",
     "training.logging_steps": E + "test_training_fields_reach_the_trainer_arguments",
     "training.padding_free": E + "test_padding_free_chooses_the_collator",
+    "training.cpu_piece_tokens": E + "test_cpu_piece_tokens_reaches_the_trainer_on_cpu_only",
     "training.group_by_length": E + "test_training_fields_reach_the_trainer_arguments",
     "training.threads": E + "test_threads_sets_torch_threads",
     "alignment.beta": E + "test_alignment_fields_reach_the_stage_arguments",

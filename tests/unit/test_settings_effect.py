@@ -114,6 +114,17 @@ def test_padding_free_chooses_the_collator() -> None:
     assert not isinstance(stage.collator(_cfg(training={"padding_free": False}), _Tok(), False), PaddingFreeCollator)
 
 
+def test_cpu_piece_tokens_reaches_the_trainer_on_cpu_only() -> None:
+    """The piece size reaches the trainer; rows are split only on a CPU with padding-free batches."""
+    stage, trainer = STAGES.get("sft"), SimpleNamespace()
+    stage.configure(trainer, True, _cfg(training={"cpu_piece_tokens": 1024}))
+    assert (trainer.split_packed, trainer.piece_tokens) == (True, 1024)
+    stage.configure(trainer, False, _cfg(training={"cpu_piece_tokens": 1024}))
+    assert trainer.split_packed is False
+    stage.configure(trainer, True, _cfg())
+    assert trainer.piece_tokens == 1  # default: one sequence at a time, the least memory
+
+
 class _Tok:
     pad_token_id = 0
     padding_side = "right"

@@ -108,6 +108,7 @@ class Stage:
     def configure(self, trainer: Any, cpu: bool, cfg: RunConfig) -> None:
         """Adjust the built trainer (SFT on CPU: one forward and backward per packed sequence)."""
         trainer.split_packed = cpu and cfg.training.padding_free  # GPUs use varlen flash kernels
+        trainer.piece_tokens = cfg.training.cpu_piece_tokens
 
     def collator(self, cfg: RunConfig, tokenizer: Any, flash: bool) -> Any:
         """Padding-free by default; padded when asked (e.g. kernels that need rectangular batches)."""

@@ -1,0 +1,81 @@
+"""CPU training levers on the train_bench job, measured against each other in one invocation.
+
+tuneforge's own path (``bench/train_bench.py``'s job: default model, alpaca_en_demo.json, LoRA r8
+all-linear, max_length 512, batch 4 x accumulation 2, precision by capability), each variant in its own
+subprocess, ``--repeats`` interleaved rounds, medians of real tokens/s and peak RSS:
+
+- ``pieces=N``: ``training.cpu_piece_tokens: N``, a padding-free row on CPU runs as right-padded causal
+  batches of at most N padded tokens (1 = one sequence at a time, the least memory);
+- ``threads=N``: ``training.threads: N`` (torch's intra-op threads) with the default piece size.
+
+Usage: ``python bench/cpu_levers.py [--steps 5] [--repeats 2] [--variants pieces=1,pieces=1024,...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import peak_rss_mb  # noqa: E402
+from train_bench import DATA, run_tuneforge  # noqa: E402
+
+DEFAULT_VARIANTS = "pieces=1,pieces=512,pieces=1024,pieces=2048,pieces=4096"
+KEYS = {"pieces": "cpu_piece_tokens", "threads": "threads"}  # variant name -> training config key
+
+
+def child(variant: str, steps: int) -> None:
+    """Run the job under one variant and print its figures as one JSON line."""
+    import torch
+
+    from tuneforge.training.precision import choose_precision
+
+    key, value = variant.split("=")
+    training = {KEYS[key]: int(value)}
+    with tempfile.TemporaryDirectory() as work:
+        out = run_tuneforge(DATA, steps, work, choose_precision("auto").name, training=training)
+    print("RESULT " + json.dumps({"tps": out["tokens"] / out["seconds"], "loss": out["final_loss"],
+                                  "rss": peak_rss_mb(), "threads": torch.get_num_threads()}))
+
+
+def _spawn(variant: str, steps: int) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--child", variant, "--steps", str(steps)],
+                          capture_output=True, text=True)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
+    return json.loads(line[7:])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--variants", default=DEFAULT_VARIANTS)
+    p.add_argument("--child")
+    a = p.parse_args()
+    if a.child:
+        child(a.child, a.steps)
+        return
+    variants = a.variants.split(",")
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for _ in range(a.repeats):
+        for v in variants:  # interleaved
+            runs[v].append(_spawn(v, a.steps))
+    first = variants[0]
+    base = statistics.median(r["tps"] for r in runs[first])
+    print(f"# {a.steps} steps, {a.repeats} interleaved repeats, medians; ratios against {first}")
+    for v, rs in runs.items():
+        tps = statistics.median(r["tps"] for r in rs)
+        print(f"{v}: {tps:.0f} real tokens/s ({tps / base:.2f}x), peak RSS {statistics.median(r['rss'] for r in rs):.0f}"
+              f" MB, final loss {rs[-1]['loss']:.4f}, threads {rs[-1]['threads']}")
+
+
+if __name__ == "__main__":
+    main()
