@@ -17,6 +17,8 @@ Measured on the 2-core CPU (quiet, fp32, 2026-12-02): 30 held-out pairs, margins
 autocast the same 30 steps gave margins -0.013 and accuracies 0.45 (see PRECISION).
 Memory, fp32 CPU without bf16, 2026-12-04 (``--skip-learning``): tuneforge 4154 MB, TRL with its own PEFT
 handling 3936 MB (ratio 1.06: tuneforge uses 6% more), TRL with a reference copy 4661 MB (ratio 0.89).
+That run still had tuneforge's forgetting guard on (it generates answers to 60 probes before and after
+training, TRL does nothing of the kind); the job now turns it off, and has not been re-measured since.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ def config(out: Path, steps: int, eval_steps: int, validation: float = 0.1, chec
                      "save_steps": steps, "warmup_ratio": 0.0, "eval_on_start": validation > 0,
                      "gradient_checkpointing": checkpointing, "precision": PRECISION},
         "alignment": {"beta": 0.1},
+        # TRL has no forgetting guard: its probe answers (generated before and after training) would
+        # add their KV caches to tuneforge's peak and their minutes to the learning run
+        "evaluation": {"forgetting": False},
         "output": {"dir": str(out), "name": "dpo", "overwrite": True},
     })
 
