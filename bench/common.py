@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import resource
 from pathlib import Path
+from typing import Any
 
 
 def peak_rss_mb() -> float:
@@ -18,3 +20,21 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: no exec carry-over known
+
+
+def trainer_settings(args: Any, model: Any, precision: str | None = None) -> dict[str, Any]:
+    """A contender's precision, gradient checkpointing and LoRA dropout, read back from what it trained.
+
+    ``args`` are its ``TrainingArguments`` (``precision`` instead where it has none), ``model`` its peft model.
+    """
+    if precision is None:
+        precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    lora = next(iter(model.peft_config.values()))
+    return {"precision": precision, "gradient_checkpointing": bool(model.is_gradient_checkpointing),
+            "lora_dropout": float(lora.lora_dropout)}
+
+
+def result_line(stdout: str) -> dict[str, Any] | None:
+    """The ``RESULT {json}`` line a bench child printed, parsed; None when it printed none."""
+    line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
+    return None if line is None else json.loads(line[len("RESULT "):])

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb  # noqa: E402
+from common import peak_rss_mb, result_line  # noqa: E402
 from train_bench import DATA, run_tuneforge  # noqa: E402
 
 DEFAULT_VARIANTS = "pieces=1,pieces=512,pieces=1024,pieces=2048,pieces=4096"
@@ -47,10 +47,10 @@ def child(variant: str, steps: int) -> None:
 def _spawn(variant: str, steps: int) -> dict[str, Any]:
     done = subprocess.run([sys.executable, __file__, "--child", variant, "--steps", str(steps)],
                           capture_output=True, text=True)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
+    result = result_line(done.stdout)
+    if result is None:
         raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
-    return json.loads(line[7:])
+    return result
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DISABLE_VERSION_CHECK", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb  # noqa: E402
+from common import peak_rss_mb, trainer_settings  # noqa: E402
 
 
 def _callback(trained_batches: int) -> Any:
@@ -45,11 +45,7 @@ def _callback(trained_batches: int) -> Any:
             self.settings: dict[str, Any] = {}
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            model = kwargs["model"]
-            lora = next(iter(model.peft_config.values()))
-            self.settings = {"precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
-                             "gradient_checkpointing": bool(model.is_gradient_checkpointing),
-                             "lora_dropout": float(lora.lora_dropout)}
+            self.settings = trainer_settings(args, kwargs["model"])
             self.start = time.perf_counter()
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

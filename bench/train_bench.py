@@ -50,7 +50,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 warnings.filterwarnings("ignore")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb  # noqa: E402
+from common import peak_rss_mb, result_line, trainer_settings  # noqa: E402
 from data_bench import trl_records  # noqa: E402  (the same records as TRL conversations)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,13 +78,7 @@ def run_tuneforge(data: Path, steps: int, work: str, precision: str, same_order:
     rows = [json.loads(x) for x in result.run.log.read_text().splitlines() if x.strip()]
     return {"tokens": result.tokens, "seconds": result.train_seconds, "final_loss": result.final_loss,
             "losses": [r["loss"] for r in rows if "loss" in r],
-            "settings": {"precision": cfg.training.precision,
-                         "gradient_checkpointing": bool(result.model.is_gradient_checkpointing),
-                         "lora_dropout": _lora_dropout(result.model)}}
-
-
-def _lora_dropout(model: Any) -> float:
-    return float(next(iter(model.peft_config.values())).lora_dropout)
+            "settings": trainer_settings(None, result.model, cfg.training.precision)}
 
 
 def _hf_precision(precision: str) -> dict[str, bool]:
@@ -138,12 +132,8 @@ def _timed(trainer: Any, counter: _Counter) -> dict[str, Any]:
     trainer.train()
     seconds = time.perf_counter() - start
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    args = trainer.args
-    settings = {"precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
-                "gradient_checkpointing": bool(trainer.model.is_gradient_checkpointing),
-                "lora_dropout": _lora_dropout(trainer.model)}
     return {"tokens": counter.tokens, "seconds": seconds, "final_loss": losses[-1] if losses else None,
-            "losses": losses, "settings": settings}
+            "losses": losses, "settings": trainer_settings(trainer.args, trainer.model)}
 
 
 def run_trl(data: Path, steps: int, work: str, precision: str, same_order: bool = False) -> dict[str, Any]:
@@ -215,10 +205,10 @@ def _command(name: str, data: Path, steps: int, precision: str, same_order: bool
 
 def _spawn(name: str, data: Path, steps: int, precision: str, same_order: bool) -> dict[str, Any]:
     done = subprocess.run(_command(name, data, steps, precision, same_order), capture_output=True, text=True)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
+    result = result_line(done.stdout)
+    if result is None:
         raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return json.loads(line[7:])
+    return result
 
 
 def _flops_per_token(data: Path) -> float:
