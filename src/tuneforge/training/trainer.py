@@ -288,6 +288,9 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
     def _padded(ids: torch.Tensor, labels: torch.Tensor,
                 spans: list[tuple[int, int]]) -> tuple[dict[str, Any], torch.Tensor]:
         """Sequences ``spans`` of a row as one right-padded batch (padding: token id 0, labels ignored)."""
+        if len(spans) == 1:  # the default: one sequence, a view of the row (no copy, no padding)
+            (a, b), = spans
+            return {"input_ids": ids[:, a:b]}, labels[:, a:b]
         width = max(b - a for a, b in spans)
         batch = ids.new_zeros((len(spans), width))
         batch_labels = labels.new_full((len(spans), width), IGNORE)
