@@ -15,10 +15,9 @@ Usage: ``python bench/dpo_bench.py [--steps 30] [--memory-steps 4] [--skip-learn
 Measured on the 2-core CPU (quiet, fp32, 2026-12-02): 30 held-out pairs, margins 0 -> 0.021, accuracies
 0 -> 0.60 (0 at step 0: policy = reference, every pair a tie), own preference 0.526 -> 0.526. With bf16
 autocast the same 30 steps gave margins -0.013 and accuracies 0.45 (see PRECISION).
-Memory, fp32 CPU without bf16, 2026-12-04 (``--skip-learning``): tuneforge 4154 MB, TRL with its own PEFT
-handling 3936 MB (ratio 1.06: tuneforge uses 6% more), TRL with a reference copy 4661 MB (ratio 0.89).
-That run still had tuneforge's forgetting guard on (it generates answers to 60 probes before and after
-training, TRL does nothing of the kind); the job now turns it off, and has not been re-measured since.
+Memory, fp32 CPU without bf16, 2026-12-04 (``--skip-learning``, tuneforge's forgetting guard off, as TRL has
+none): tuneforge 4032 MB, TRL with its own PEFT handling 3986 MB (ratio 1.01), TRL with a reference copy
+4569 MB (ratio 0.88). With the guard on, an earlier run gave 4154 MB against 3936 MB (1.06).
 """
 
 from __future__ import annotations
