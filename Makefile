@@ -11,10 +11,10 @@ demo: setup
 	@bash scripts/demo.sh
 
 test: setup
-	$(PY) -m pytest -n 2 -m "not ci" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist worksteal -m "not ci" $(PYTEST_ARGS)
 
-test-ci: setup  # the tests CI adds after make test (~3-4 minutes): every alignment stage under DDP, ZeRO-2/3 with an adapter, the forgetting guard, held-out DPO
-	$(PY) -m pytest -n 2 -m ci $(PYTEST_ARGS)
+test-ci: setup  # the tests CI adds after make test (~15 minutes): FSDP, ZeRO-1/2/3, kill -9 and two machines, every alignment stage under DDP, the forgetting guard, held-out DPO, the web UI eval/export tabs
+	$(PY) -m pytest -n 2 --dist worksteal -m ci $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check src tests bench

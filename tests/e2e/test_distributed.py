@@ -93,10 +93,12 @@ def _check_one_run_folder(run: Path, world: int) -> None:
     assert not list((run / "checkpoints").glob(".staging-*")) and not (run / ".model.tmp").exists()
 
 
-# ZeRO-2 and ZeRO-3 with an adapter run in CI only (`make test-ci`, ~80 s of the 15-minute `make test` on a CPU
-# without bf16): `make test` keeps ZeRO-1 here and ZeRO-3 in the sharded full fine-tune below.
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "deepspeed-1", pytest.param("deepspeed-2", marks=pytest.mark.ci),
-                                      pytest.param("deepspeed-3", marks=pytest.mark.ci)])
+# `make test` keeps DDP with an adapter, the launch errors and Ctrl-C: every other multi-process test starts two
+# workers that fill both cores for one to three minutes each (about 10 of `make test`'s 15 minutes on a 2-core
+# CPU without bf16), so FSDP, every ZeRO stage, kill -9, two machines and the sharded full fine-tunes run in
+# CI only, with `make test-ci` (`.ci/run` runs both).
+@pytest.mark.parametrize("strategy", ["ddp", *(pytest.param(s, marks=pytest.mark.ci)
+                                               for s in ("fsdp", "deepspeed-1", "deepspeed-2", "deepspeed-3"))])
 def test_two_workers_train_like_one_and_save_a_complete_adapter(tmp_path: Path, tiny_model_dir: Path,
                                                                 reference: dict[str, Any], strategy: str) -> None:
     name, _, stage = strategy.partition("-")
@@ -129,6 +131,7 @@ def test_two_workers_train_like_one_and_save_a_complete_adapter(tmp_path: Path, 
         assert exported.merged and exported.verification.ok
 
 
+@pytest.mark.ci  # with the others above: CI only
 @pytest.mark.parametrize("strategy", ["fsdp", "deepspeed-3"])
 def test_a_sharded_full_fine_tune_saves_one_consolidated_model(tmp_path: Path, tiny_model_dir: Path,
                                                                reference: dict[str, Any], strategy: str) -> None:
@@ -168,6 +171,7 @@ def _worker_pid(launcher: int, rank: int) -> int:
     raise AssertionError(f"no rank-{rank} worker under process {launcher}")
 
 
+@pytest.mark.ci  # ~100 s of two workers: CI only (see above)
 def test_kill_9_of_one_worker_stops_the_job_and_the_same_command_resumes_exactly(
         tmp_path: Path, tiny_model_dir: Path, reference: dict[str, Any]) -> None:
     steps = {"max_steps": 40, "save_steps": 4, "eval_steps": 40}
@@ -198,6 +202,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.ci  # ~90 s of two workers: CI only (see above)
 def test_two_machines_on_loopback_train_like_one(tmp_path: Path, tiny_model_dir: Path,
                                                  reference: dict[str, Any]) -> None:
     cfg = _config(tmp_path, tiny_model_dir, reference)

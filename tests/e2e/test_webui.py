@@ -135,6 +135,7 @@ def test_stop_sends_ctrl_c_and_the_run_can_resume(workdir: Path) -> None:
     assert os.path.basename(launch.config) == "ui-stop.yaml"
 
 
+@pytest.mark.ci  # ~2 minutes (a training run, then eval and export in subprocesses): CI only, `make test-ci`
 def test_evaluate_and_export_tabs_on_a_finished_run(workdir: Path) -> None:
     """What the Evaluate and Export buttons call: the CLI in a subprocess, results read back."""
     import time
