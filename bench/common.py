@@ -30,8 +30,9 @@ def trainer_settings(args: Any, model: Any, precision: str | None = None) -> dic
     if precision is None:
         precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
     lora = next(iter(model.peft_config.values()))
+    frozen = next(p for p in model.parameters() if not p.requires_grad)
     return {"precision": precision, "gradient_checkpointing": bool(model.is_gradient_checkpointing),
-            "lora_dropout": float(lora.lora_dropout)}
+            "lora_dropout": float(lora.lora_dropout), "base_weights": str(frozen.dtype).removeprefix("torch.")}
 
 
 def result_line(stdout: str) -> dict[str, Any] | None:

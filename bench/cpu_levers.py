@@ -6,7 +6,9 @@ subprocess, ``--repeats`` interleaved rounds, medians of real tokens/s and peak 
 
 - ``pieces=N``: ``training.cpu_piece_tokens: N``, a padding-free row on CPU runs as right-padded causal
   batches of at most N padded tokens (1 = one sequence at a time, the least memory);
-- ``threads=N``: ``training.threads: N`` (torch's intra-op threads) with the default piece size.
+- ``threads=N``: ``training.threads: N`` (torch's intra-op threads) with the default piece size;
+- ``frozen=auto|fp32``: ``training.frozen_precision``: the frozen base in the compute precision (auto) or
+  an fp32 copy cast by autocast at every matmul (fp32); the same on a CPU without bf16, where both are fp32.
 
 Usage: ``python bench/cpu_levers.py [--steps 5] [--repeats 2] [--variants pieces=1,pieces=1024,...]``
 """
@@ -27,7 +29,7 @@ from common import peak_rss_mb, result_line  # noqa: E402
 from train_bench import DATA, run_tuneforge  # noqa: E402
 
 DEFAULT_VARIANTS = "pieces=1,pieces=512,pieces=1024,pieces=2048,pieces=4096"
-KEYS = {"pieces": "cpu_piece_tokens", "threads": "threads"}  # variant name -> training config key
+KEYS = {"pieces": "cpu_piece_tokens", "threads": "threads", "frozen": "frozen_precision"}  # variant -> training key
 
 
 def child(variant: str, steps: int) -> None:
@@ -37,7 +39,7 @@ def child(variant: str, steps: int) -> None:
     from tuneforge.training.precision import choose_precision
 
     key, value = variant.split("=")
-    training = {KEYS[key]: int(value)}
+    training = {KEYS[key]: int(value) if value.isdigit() else value}
     with tempfile.TemporaryDirectory() as work:
         out = run_tuneforge(DATA, steps, work, choose_precision("auto").name, training=training)
     print("RESULT " + json.dumps({"tps": out["tokens"] / out["seconds"], "loss": out["final_loss"],

@@ -116,7 +116,12 @@ def _lora(model: Any) -> Any:
                                             task_type="CAUSAL_LM"))
 
 
-def _base() -> tuple[Any, Any]:
+def _base(precision: str) -> tuple[Any, Any]:
+    """The base model in the compute dtype (bf16/fp16 where the run computes in it, else fp32).
+
+    As LF loads it with ``bf16: true``, as TRL's ``model_init_kwargs={"dtype": ...}`` would, and as tuneforge's
+    ``frozen_precision: auto`` holds an adapter's base; peft keeps the LoRA matrices in fp32.
+    """
     import torch
     from transformers import AutoModelForCausalLM, set_seed
 
@@ -124,7 +129,8 @@ def _base() -> tuple[Any, Any]:
 
     set_seed(SEED)
     path = resolve_model("default")
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), load_tokenizer(path)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), load_tokenizer(path)
 
 
 def _timed(trainer: Any, counter: _Counter) -> dict[str, Any]:
@@ -140,7 +146,7 @@ def run_trl(data: Path, steps: int, work: str, precision: str, same_order: bool 
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    model, tokenizer = _base()
+    model, tokenizer = _base(precision)
     args = SFTConfig(output_dir=work, max_steps=steps, per_device_train_batch_size=BATCH,
                      gradient_accumulation_steps=ACCUM, learning_rate=LR, max_length=MAX_LENGTH, logging_steps=1,
                      save_strategy="no", report_to=[], seed=SEED, warmup_steps=0, lr_scheduler_type="linear",
@@ -167,7 +173,7 @@ def run_hf(data: Path, steps: int, work: str, precision: str, same_order: bool =
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    model, tokenizer = _base()
+    model, tokenizer = _base(precision)
     cols = _tokenized(data, tokenizer)
     dataset = Dataset.from_dict({"input_ids": cols["input_ids"], "labels": cols["labels"]})
     args = TrainingArguments(output_dir=work, max_steps=steps, per_device_train_batch_size=BATCH,
@@ -286,6 +292,7 @@ def _report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]],
     print("gradient checkpointing: " + " ".join(f"{n}={'on' if s['gradient_checkpointing'] else 'off'}"
                                                 for n, s in settings.items()))
     print("lora dropout: " + " ".join(f"{n}={s['lora_dropout']:g}" for n, s in settings.items()))
+    print("frozen base weights: " + " ".join(f"{n}={s.get('base_weights', '?')}" for n, s in settings.items()))
     for name, m in med.items():
         print(f"{name}: {m['tps']:.0f} real tokens/s, peak RSS {m['peak_rss_mb']:.0f} MB, "
               f"final loss {m['final_loss']:.4f}, {m['tokens']:.0f} tokens in {m['seconds']:.1f} s")

@@ -63,6 +63,7 @@ COVERAGE: dict[str, str] = {
     "training.weight_decay": E + "test_training_fields_reach_the_trainer_arguments",
     "training.max_grad_norm": E + "test_training_fields_reach_the_trainer_arguments",
     "training.precision": "tests/unit/test_advice.py::test_precision_can_be_forced_and_auto_is_measured",
+    "training.frozen_precision": "tests/unit/test_frozen_precision.py::test_frozen_precision_reaches_the_loaded_model",
     "training.gradient_checkpointing": "tests/unit/test_estimate.py::test_memory_shrinks_with_lora_qlora_checkpointing_zero_and_offload",
     "training.eval_steps": E + "test_training_fields_reach_the_trainer_arguments",
     "training.save_steps": E + "test_training_fields_reach_the_trainer_arguments",

@@ -173,6 +173,10 @@ class TrainingConfig(Section):
     weight_decay: float | None = Field(None, ge=0, description="AdamW weight decay; default 0.01.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     precision: Precision = Field("auto", description="auto: bf16 where supported, fp16 on older GPUs, else fp32.")
+    frozen_precision: Literal["auto", "fp32"] = Field(
+        "auto", description="Adapter methods (lora, dora): auto holds the frozen base weights in the compute "
+        "precision (bf16/fp16) wherever training computes in it, instead of an fp32 copy cast at every matmul; the "
+        "adapter and its optimizer stay fp32. fp32 keeps the fp32 copy (docs/performance.md).")
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     eval_steps: int | None = Field(None, gt=0, description="Evaluate every N steps; default total/10-20.")
     save_steps: int | None = Field(None, gt=0, description="Save a checkpoint every N steps.")

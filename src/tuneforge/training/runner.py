@@ -90,6 +90,7 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     method = TUNING.get(cfg.method.name)
     set_seed(cfg.training.seed)  # new heads (a reward model's score layer) start the same in every run
     model = _load_model(base, cfg, precision, method, stage)
+    say(f"weights: {_dtype_name(model)}" + (" (frozen base; the adapter trains in fp32)" if method.adapter else ""))
     guarded = _guards_forgetting(cfg, stage, tokenizer)
     before = world.on_main(lambda: _probe_base(run, model, tokenizer, template)) if guarded else None
     # the data is read and tokenized once, by rank 0, and handed to the other ranks
@@ -113,6 +114,8 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
                                                                                   world.world_size()))
     set_seed(cfg.training.seed)  # adapter initialisation is random: same seed, same run
     model = method.apply(model, cfg)
+    if not getattr(model, "is_loaded_in_4bit", False) and not getattr(model, "is_loaded_in_8bit", False):
+        trainable_in_fp32(model)  # quantized bases: the trainers' own casts apply (RunTrainerMixin)
     counts = trainable_summary(model)
     say(f"method: {cfg.method.name}, trainable parameters {counts['trainable']:,} of {counts['total']:,}")
     trainer, guard, interrupt = _build_trainer(cfg, run, model, tokenizer, data, precision, stage,
@@ -298,13 +301,13 @@ def _set_threads(cfg: RunConfig) -> None:
 
 
 def _load_model(base: str, cfg: RunConfig, precision: Precision, method: Any, stage: Any) -> Any:
-    """The base model: fp32 master weights for full/freeze, compute dtype for adapters on GPU."""
+    """The base model, its weights in the dtype :func:`weights_dtype` picks."""
     import torch
 
     on_gpu = precision.device == "cuda"
-    dtype = precision.dtype if (method.adapter and on_gpu) else torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": _attention(on_gpu)}
     quant = method.quantization_config(cfg, precision.dtype if on_gpu else torch.float32)
+    dtype = weights_dtype(precision, method.adapter, cfg.training.frozen_precision, quant is not None)
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": _attention(on_gpu)}
     if quant is not None:  # quantized weights are placed at load time: this process's own GPU
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": world.local_rank()} if on_gpu else {"": "cpu"}
@@ -316,6 +319,42 @@ def _load_model(base: str, cfg: RunConfig, precision: Precision, method: Any, st
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     return model
+
+
+def weights_dtype(precision: Precision, adapter: bool, frozen: str, quantized: bool) -> Any:
+    """The dtype the base model is loaded in (docs/performance.md, "Frozen weights in the compute precision").
+
+    Weights that train (full, freeze) stay fp32 master weights. An adapter's base is frozen, so with
+    ``frozen`` "auto" it is held in the compute dtype wherever training computes in bf16/fp16: autocast
+    would otherwise cast every fp32 weight to bf16 at every matmul, reading twice the bytes and keeping
+    both copies. A bitsandbytes base on a CPU keeps fp32 around its quantized layers, as measured there.
+    """
+    import torch
+
+    if not adapter or frozen == "fp32" or precision.name == "fp32" or (quantized and precision.device == "cpu"):
+        return torch.float32
+    return precision.dtype
+
+
+def _dtype_name(model: Any) -> str:
+    return str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")
+
+
+def trainable_in_fp32(model: Any) -> int:
+    """Cast trainable half-precision parameters to fp32 (the optimizer's master weights); returns how many.
+
+    peft keeps LoRA matrices in fp32 already; a new head that an adapter trains whole (a reward model's
+    ``score``, peft's ``modules_to_save``) is created in the base's dtype, where AdamW's small updates
+    would round away in bf16.
+    """
+    import torch
+
+    cast = 0
+    for p in model.parameters():
+        if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16):
+            p.data = p.data.float()
+            cast += 1
+    return cast
 
 
 def _attention(on_gpu: bool) -> str:
