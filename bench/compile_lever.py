@@ -61,7 +61,7 @@ def main() -> None:
     precision = choose_precision("auto").name
     autocast = (functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext)
-    model, tokenizer = _base()
+    model, tokenizer = _base(precision)  # the base in the compute dtype, as tuneforge holds an adapter's base
     model = _lora(model)
     model.train()
     cols = _tokenized(DATA, tokenizer)

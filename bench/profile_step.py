@@ -6,7 +6,7 @@ before ``--step`` warm up (kernel selection, allocator); the profiler records th
 micro-batches, backward and optimizer update). Prints the top operators by self CPU time and a
 summary by kind (matmul, attention, loss, elementwise, optimizer, other) as shares of the step.
 
-Usage: ``python bench/profile_step.py [--step 3] [--top 20]``
+Usage: ``python bench/profile_step.py [--step 3] [--top 20] [--shapes]``
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _kind(name: str) -> str:
     return "other"
 
 
-def _profiler_callback(step: int) -> Any:
+def _profiler_callback(step: int, shapes: bool = False) -> Any:
     import torch
     from transformers import TrainerCallback
 
@@ -58,7 +58,8 @@ def _profiler_callback(step: int) -> Any:
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.global_step == step - 1:
-                self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                                   record_shapes=shapes)
                 self.prof.__enter__()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -73,11 +74,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--step", type=int, default=3)
     p.add_argument("--top", type=int, default=20)
+    p.add_argument("--shapes", action="store_true", help="also the top operators by input shape")
     a = p.parse_args()
     from tuneforge.config.schema import RunConfig
     from tuneforge.training.runner import train
 
-    profile = _profiler_callback(a.step)
+    profile = _profiler_callback(a.step, a.shapes)
     with tempfile.TemporaryDirectory() as work:
         cfg = RunConfig.model_validate({
             "data": {"datasets": [str(DATA)], "max_length": MAX_LENGTH, "split": [1, 0, 0]},
@@ -91,6 +93,10 @@ def main() -> None:
     total = sum(e.self_cpu_time_total for e in events)
     print(f"# one optimizer step ({ACCUM} micro-batches of {BATCH}), self CPU time {total / 1e3:.0f} ms in all")
     print(events.table(sort_by="self_cpu_time_total", row_limit=a.top))
+    if a.shapes:
+        by_shape = profile.prof.key_averages(group_by_input_shape=True)
+        print(by_shape.table(sort_by="self_cpu_time_total", row_limit=a.top, max_name_column_width=40,
+                             max_shapes_column_width=70))
     kinds: collections.Counter[str] = collections.Counter()
     for e in events:
         kinds[_kind(e.key)] += e.self_cpu_time_total

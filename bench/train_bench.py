@@ -119,8 +119,9 @@ def _lora(model: Any) -> Any:
 def _base(precision: str) -> tuple[Any, Any]:
     """The base model in the compute dtype (bf16/fp16 where the run computes in it, else fp32).
 
-    As LF loads it with ``bf16: true``, as TRL's ``model_init_kwargs={"dtype": ...}`` would, and as tuneforge's
-    ``frozen_precision: auto`` holds an adapter's base; peft keeps the LoRA matrices in fp32.
+    As TRL's ``model_init_kwargs={"dtype": ...}`` would load it, and as tuneforge's ``frozen_precision: auto``
+    holds an adapter's base; peft keeps the LoRA matrices in fp32. (LF 0.9.5 on a CPU keeps an fp32 base even
+    with ``bf16: true``: its ``infer_optim_dtype`` picks bf16 only on a bf16 GPU; it then autocasts.)
     """
     import torch
     from transformers import AutoModelForCausalLM, set_seed
