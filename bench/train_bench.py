@@ -18,8 +18,10 @@ otherwise) and given to all; otherwise each keeps its own defaults:
 - LF (``--contenders ...,LF``, after ``bash bench/setup_llamafactory.sh``): LLaMA-Factory 0.9.5 in its own
   venv with its defaults (gradient checkpointing on, template ``smollm2``) on the same alpaca file.
 
-Prints each contender's precision, gradient checkpointing and LoRA dropout as read back from its own
-trainer, real (non-pad) tokens/s, peak RSS, final loss and the loss-curve difference to tuneforge;
+Prints each contender's precision, gradient checkpointing, LoRA dropout and frozen-weight dtype as read back
+from its own trainer, and where its process takes large blocks of memory from (tuneforge's
+``cpu_allocator: auto`` keeps them in glibc's heap on a CPU; the peers keep glibc's default unless
+``--peer-allocator heap`` gives them the same through glibc's environment tunables), real (non-pad) tokens/s, peak RSS, final loss and the loss-curve difference to tuneforge;
 tuneforge's achieved GFLOP/s against the best dense matmul measured in the same run; ratios against
 the faster (and the leaner) of TRL and LF. It ends with::
 
@@ -195,7 +197,27 @@ def child(name: str, data: Path, steps: int, precision: str, same_order: bool) -
     with tempfile.TemporaryDirectory() as work:
         out = CONTENDERS[name](data, steps, work, precision, same_order)
     out["peak_rss_mb"] = peak_rss_mb()
+    if name == "tuneforge":
+        out["settings"]["allocator"] = _tuneforge_allocator()
     print("RESULT " + json.dumps(out))
+
+
+def _tuneforge_allocator() -> str:
+    """Where tuneforge's ``cpu_allocator: auto`` took large blocks from in this process."""
+    import torch
+
+    from tuneforge.training.allocator import _glibc
+
+    return "default" if torch.cuda.is_available() or _glibc() is None else "heap"
+
+
+def _peer_env(name: str, peer_allocator: str) -> dict[str, str] | None:
+    """The environment of a peer's process: glibc's own tunables give it tuneforge's heap setting when asked."""
+    from tuneforge.training.allocator import HEAP_BLOCK_LIMIT, KEEP_FREE
+
+    if name == "tuneforge" or peer_allocator == "default":
+        return None
+    return os.environ | {"MALLOC_MMAP_THRESHOLD_": str(HEAP_BLOCK_LIMIT), "MALLOC_TRIM_THRESHOLD_": str(KEEP_FREE)}
 
 
 def _command(name: str, data: Path, steps: int, precision: str, same_order: bool) -> list[str]:
@@ -210,11 +232,14 @@ def _command(name: str, data: Path, steps: int, precision: str, same_order: bool
              "--precision", precision] + (["--same-order"] if same_order else []))
 
 
-def _spawn(name: str, data: Path, steps: int, precision: str, same_order: bool) -> dict[str, Any]:
-    done = subprocess.run(_command(name, data, steps, precision, same_order), capture_output=True, text=True)
+def _spawn(name: str, data: Path, steps: int, precision: str, same_order: bool,
+           peer_allocator: str = "default") -> dict[str, Any]:
+    done = subprocess.run(_command(name, data, steps, precision, same_order), capture_output=True, text=True,
+                          env=(env := _peer_env(name, peer_allocator)))
     result = result_line(done.stdout)
     if result is None:
         raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    result["settings"].setdefault("allocator", "heap (env)" if env else "default")
     return result
 
 
@@ -257,6 +282,9 @@ def main() -> None:
     parser.add_argument("--same-order", action="store_true",
                         help="tuneforge without length grouping: the same seeded example order as TRL and HF, so "
                              "the loss curves can be compared step by step")
+    parser.add_argument("--peer-allocator", choices=["default", "heap"], default="default",
+                        help="heap: TRL, HF and LF run with MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ set to what "
+                             "tuneforge's cpu_allocator sets by mallopt (not a documented setting of theirs)")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.data, args.steps, args.precision, args.same_order)
@@ -272,7 +300,8 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for _ in range(args.repeats):
         for name in names:  # interleaved
-            results[name].append(_spawn(name, args.data, args.steps, precision.name, args.same_order))
+            results[name].append(_spawn(name, args.data, args.steps, precision.name, args.same_order,
+                                       args.peer_allocator))
     peaks.append(_peak_matmul())
     _report(args, results, peaks)
 
@@ -294,6 +323,7 @@ def _report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]],
                                                 for n, s in settings.items()))
     print("lora dropout: " + " ".join(f"{n}={s['lora_dropout']:g}" for n, s in settings.items()))
     print("frozen base weights: " + " ".join(f"{n}={s.get('base_weights', '?')}" for n, s in settings.items()))
+    print("allocator: " + " ".join(f"{n}={s.get('allocator', '?')}" for n, s in settings.items()))
     for name, m in med.items():
         print(f"{name}: {m['tps']:.0f} real tokens/s, peak RSS {m['peak_rss_mb']:.0f} MB, "
               f"final loss {m['final_loss']:.4f}, {m['tokens']:.0f} tokens in {m['seconds']:.1f} s")

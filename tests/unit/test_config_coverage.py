@@ -77,6 +77,7 @@ COVERAGE: dict[str, str] = {
     "training.cpu_piece_tokens": E + "test_cpu_piece_tokens_reaches_the_trainer_on_cpu_only",
     "training.group_by_length": E + "test_training_fields_reach_the_trainer_arguments",
     "training.threads": E + "test_threads_sets_torch_threads",
+    "training.cpu_allocator": "tests/unit/test_allocator.py::test_cpu_allocator_reaches_the_allocator_and_the_run_log",
     "alignment.beta": E + "test_alignment_fields_reach_the_stage_arguments",
     "alignment.dpo_loss": E + "test_alignment_fields_reach_the_stage_arguments",
     "alignment.simpo_gamma": E + "test_alignment_fields_reach_the_stage_arguments",

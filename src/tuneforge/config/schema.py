@@ -193,6 +193,10 @@ class TrainingConfig(Section):
         1, gt=0, description="On a CPU, run a padding-free batch as right-padded causal batches of at most this many "
                              "tokens (1: one sequence at a time, the least memory; 1024 measured 1.18x tokens/s at "
                              "1.85x peak memory, docs/performance.md).")
+    cpu_allocator: Literal["auto", "heap", "default"] = Field(
+        "auto", description="On a CPU under glibc, auto/heap serve large blocks (the vocabulary logits) from the "
+        "heap and keep freed memory for the next micro-batch instead of a fresh page-faulting mmap each time; "
+        "default leaves glibc as it is (docs/performance.md).")
     group_by_length: bool = Field(True, description="Batch examples of similar length together.")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch; default: the usable cores.")
 

@@ -25,6 +25,7 @@ from tuneforge.evaluation import forgetting
 from tuneforge.models.loading import load_tokenizer, resolve_model
 from tuneforge.models.tuning import TUNING, trainable_summary
 from tuneforge.training import data as training_data
+from tuneforge.training.allocator import configure_allocator
 from tuneforge.training.callbacks import Interrupt, JsonlLogger, NanGuard, Progress
 from tuneforge.training.precision import Precision, choose_precision
 from tuneforge.training.report import plot_curves, read_log, write_report
@@ -80,6 +81,7 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
         say(f"warning: {line}")
     precision = choose_precision(cfg.training.precision)
     say(f"precision: {precision.name} on {precision.device} ({precision.reason})")
+    _set_allocator(cfg, precision, say)
     if world.world_size() > 1:
         say(f"distributed: {strategy.name}, {world.world_size()} processes ({cfg.distributed.nnodes} machine(s))")
     base = resolve_model(cfg.model.name_or_path, cfg.model.gguf_file)
@@ -298,6 +300,13 @@ def _set_threads(cfg: RunConfig) -> None:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # processes on one machine share its cores; more threads than cores only adds switching
     torch.set_num_threads(cfg.training.threads or max(1, usable // world.local_world_size()))
+
+
+def _set_allocator(cfg: RunConfig, precision: Precision, say: Echo) -> None:
+    """``training.cpu_allocator`` (docs/performance.md, "Large blocks from the heap"); says what it did."""
+    line = configure_allocator(cfg.training.cpu_allocator, precision.device)
+    if line:
+        say(line)
 
 
 def _load_model(base: str, cfg: RunConfig, precision: Precision, method: Any, stage: Any) -> Any:
