@@ -52,6 +52,7 @@ def main() -> None:
 
     import torch
 
+    from tuneforge.training.allocator import configure_allocator
     from tuneforge.training.precision import choose_precision
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,6 +60,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     a = p.parse_args()
     precision = choose_precision("auto").name
+    print(f"# {configure_allocator('auto', 'cpu') or 'allocator: glibc as it is'} (as tuneforge trains; both paths)")
     autocast = (functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext)
     model, tokenizer = _base(precision)  # the base in the compute dtype, as tuneforge holds an adapter's base
