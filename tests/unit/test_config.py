@@ -52,7 +52,7 @@ modle: {}
                              "method.name", "method.lora.rnak", "modle"}
     assert "Did you mean 'max_length'?" in problems["data.max_lenght"].message
     assert "Did you mean 'sft'?" in problems["training.stage"].message
-    assert "pt, sft" in (problems["training.stage"].fix or "")
+    assert "sft, pt" in (problems["training.stage"].fix or "")
     assert "'lora'" in problems["method.name"].message
     assert "rank" in problems["method.lora.rnak"].message
     assert "'abc'" in problems["data.max_length"].message

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from tuneforge.config.catalog import method_spec
+
 GIB = 2**30
 BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
 #: Hosted fine-tuning prices (docs/advice.md), CNY per 1,000 training tokens (override with --price).
@@ -106,7 +108,7 @@ def _targeted(name: str, targets: str | list[str]) -> bool:
 def memory_gib(shape: ModelShape, s: Setup) -> dict[str, float]:
     """Memory per device by component and in total (GiB), following the model in the module docstring."""
     compute = BYTES[s.precision]
-    base_bytes = {4: BYTES["int4"], 8: BYTES["int8"]}[s.quant_bits] if s.method == "qlora" else compute
+    base_bytes = {4: BYTES["int4"], 8: BYTES["int8"]}[s.quant_bits] if method_spec(s.method).quantised else compute
     trainable = trainable_params(shape, s)
     mixed = s.precision != "fp32"
     weights = (shape.params - trainable) * base_bytes + trainable * compute

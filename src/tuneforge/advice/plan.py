@@ -19,6 +19,7 @@ from tuneforge.advice.estimate import (
     trainable_params,
 )
 from tuneforge.advice.recommend import (
+    LORA_METHODS,
     RULES,
     Advice,
     lora_advice,
@@ -32,8 +33,6 @@ from tuneforge.advice.recommend import (
 )
 from tuneforge.config.schema import RunConfig
 from tuneforge.distributed.strategies import global_batch, planned_world_size
-
-LORA_METHODS = ("lora", "dora", "qlora")
 
 
 @dataclass

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from tuneforge.advice.estimate import ModelShape, Setup, largest_batch, memory_gib
+from tuneforge.config.catalog import STAGE_TABLE, alignment_stages, lora_methods
 from tuneforge.config.schema import RunConfig
 from tuneforge.distributed.strategies import global_batch, planned_world_size
 
@@ -19,7 +20,7 @@ from tuneforge.distributed.strategies import global_batch, planned_world_size
 EFFECTIVE_BATCH = 16
 #: Fewest optimizer steps a plan should have: fewer and the model barely moves (docs/advice.md).
 MIN_STEPS = 20
-LORA_METHODS = ("lora", "dora", "qlora")
+LORA_METHODS = lora_methods()
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,15 @@ class Facts:
 
 #: Alignment learning rates as a share of the SFT rate of the same method and model size, measured on the
 #: shipped examples with bench/alignment_lr.py (docs/advice.md, "Learning rate", has the figures).
-ALIGNMENT_LR_SHARE: dict[str, float] = {"dpo": 0.3, "simpo": 0.3, "orpo": 0.3, "kto": 0.3, "grpo": 1.0, "ppo": 1.0}
+ALIGNMENT_LR_SHARE: dict[str, float] = {s.name: s.lr_share for s in STAGE_TABLE if s.lr_share is not None}
 #: Stages that optimise a preference or reward signal against the model's own distribution.
-ALIGNMENT_STAGES = tuple(ALIGNMENT_LR_SHARE)
+ALIGNMENT_STAGES = alignment_stages()
+#: Stages that train on preference or reward signals (alignment plus the reward model): they overfit in few epochs.
+SIGNAL_STAGES = tuple(s.name for s in STAGE_TABLE if s.family != "language")
 
 
 def _epochs(cfg: RunConfig, f: Facts) -> tuple[object, str]:
-    if cfg.training.stage in ALIGNMENT_STAGES + ("rm",):
+    if cfg.training.stage in SIGNAL_STAGES:
         epochs = 3 if f.n_train < 3_000 else 1
         return epochs, (f"{cfg.training.stage} on {f.n_train} examples: preference and reward training overfit "
                         "quickly (1-3 epochs; 3 below ~3,000 examples)")
@@ -230,7 +233,7 @@ def _apply(cfg: RunConfig, facts: Facts, rules: list[tuple[str, str, Rule]]) -> 
 
 def _max_epochs(cfg: RunConfig) -> float:
     """The most epochs the advice allows before overfitting: 3 for preference and reward stages, else 15."""
-    return 3 if cfg.training.stage in ALIGNMENT_STAGES + ("rm",) else 15
+    return 3 if cfg.training.stage in SIGNAL_STAGES else 15
 
 
 def _reach_min_steps(cfg: RunConfig, n_train: int, filled: list[Advice]) -> list[Advice]:

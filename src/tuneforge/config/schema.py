@@ -12,8 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Stage = Literal["pt", "sft", "rm", "dpo", "simpo", "orpo", "kto", "ppo", "grpo"]
-Method = Literal["full", "freeze", "lora", "dora", "qlora"]
+from tuneforge.config.catalog import METHOD_NAMES, METHOD_TABLE, STAGE_NAMES, STAGE_TABLE, names_text
+
+# The allowed names come from the one table in config/catalog.py (a tuple subscript spreads into the Literal).
+Stage = Literal[STAGE_NAMES]  # type: ignore[valid-type]
+Method = Literal[METHOD_NAMES]  # type: ignore[valid-type]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 
 #: File suffixes tuneforge reads as datasets.
@@ -153,7 +156,8 @@ class FreezeConfig(Section):
 class MethodConfig(Section):
     """How parameters are tuned."""
 
-    name: Method = Field("lora", description="Tuning method: full, freeze, lora, dora or qlora.")
+    name: Method = Field(METHOD_NAMES[0], description=f"Tuning method: {names_text(METHOD_NAMES)}. "
+                         + "; ".join(f"{m.name}: {m.summary}" for m in METHOD_TABLE) + ".")
     lora: LoraConfig = Field(default_factory=LoraConfig)
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
     quant_bits: Literal[4, 8] = Field(4, description="qlora: 4-bit NF4 (double quantisation) or 8-bit.")
@@ -162,7 +166,8 @@ class MethodConfig(Section):
 class TrainingConfig(Section):
     """Optimisation. ``None`` means: filled from the advice rules of docs/advice.md."""
 
-    stage: Stage = Field("sft", description="Training stage.")
+    stage: Stage = Field(STAGE_NAMES[0], description=f"Training stage: {names_text(STAGE_NAMES)}. "
+                        + "; ".join(f"{s.name}: {s.summary}" for s in STAGE_TABLE) + ".")
     epochs: float | None = Field(None, gt=0, description="Epochs; default from the training-set size.")
     max_steps: int | None = Field(None, gt=0, description="Optimizer steps; overrides epochs.")
     learning_rate: float | None = Field(None, gt=0, description="Peak learning rate; default by model size/method.")

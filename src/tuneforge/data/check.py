@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuneforge.config.catalog import default_stage_of_kind
 from tuneforge.config.schema import RunConfig
 from tuneforge.data.loader import LoadedData, load_data, stage_problems
 from tuneforge.data.processors import ProcessOptions, ProcessStats, process_examples
@@ -103,7 +104,7 @@ def check_data(cfg: RunConfig, tokenizer: Any, template: ChatTemplate, stage: st
 
 
 #: The stage a file of each example kind is checked against when no stage is given.
-_STAGE_OF_KIND = {"sft": "sft", "pt": "pt", "pairwise": "dpo", "unpaired": "kto"}
+_STAGE_OF_KIND = default_stage_of_kind()
 
 
 def infer_stage(examples: list[Example]) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneforge.config.catalog import names_text, stage_kinds
 from tuneforge.config.schema import DataConfig, DatasetSpec
 from tuneforge.data.formats import FORMATS, FormatSpec, detect_format, parse_record
 from tuneforge.data.placeholders import fill_example
@@ -23,11 +24,8 @@ from tuneforge.data.registry import ResolvedDataset, read_dataset_info, resolve_
 from tuneforge.utils.errors import DataError, Problem
 from tuneforge.utils.names import UnknownNameError
 
-#: Which example kinds each training stage consumes.
-STAGE_KINDS: dict[str, set[str]] = {
-    "pt": {"pt"}, "sft": {"sft"}, "rm": {"pairwise"}, "dpo": {"pairwise"}, "simpo": {"pairwise"},
-    "orpo": {"pairwise"}, "kto": {"unpaired", "pairwise"}, "ppo": {"sft"}, "grpo": {"sft"},
-}
+#: Which example kinds each training stage consumes (from the stage table in config/catalog.py).
+STAGE_KINDS: dict[str, frozenset[str]] = stage_kinds()
 
 
 @dataclass
@@ -105,16 +103,21 @@ def stage_problems(examples: list[Example], stage: str) -> list[Problem]:
     want = STAGE_KINDS[stage]
     bad = Counter((ex.origin.dataset, ex.kind) for ex in examples if ex.kind not in want)
     return [Problem(f"dataset {ds!r} holds {n} {kind} example(s), but stage {stage!r} needs {' or '.join(sorted(want))}",
-                    field="training.stage", fix=_KIND_FIX.get(kind, "use a dataset of the right kind"))
+                    field="training.stage", fix=_kind_fix(kind))
             for (ds, kind), n in bad.items()]
 
 
-_KIND_FIX = {
-    "pairwise": "preference pairs train with stage dpo, simpo, orpo or rm",
-    "unpaired": "labelled single answers train with stage kto",
-    "pt": "plain text trains with stage pt",
-    "sft": "conversations train with stage sft (or ppo/grpo as prompts)",
-}
+#: What each example kind is, in the words of the fix for a stage that cannot use it.
+_KIND_NOUN = {"pairwise": "preference pairs", "unpaired": "labelled single answers", "pt": "plain text",
+              "sft": "conversations (prompts, for ppo and grpo)"}
+
+
+def _kind_fix(kind: str) -> str:
+    """'<kind>: use stage a, b or c', the stages of the table that take this kind."""
+    stages = tuple(name for name, kinds in STAGE_KINDS.items() if kind in kinds)
+    if not stages:
+        return "use a dataset of the right kind"
+    return f"{_KIND_NOUN.get(kind, kind + ' examples')}: use stage {names_text(stages)}"
 
 
 def resolve_spec(spec: DatasetSpec, cfg: DataConfig, errors: list[Problem]) -> ResolvedDataset | None:

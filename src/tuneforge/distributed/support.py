@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuneforge.config.catalog import method_spec
 from tuneforge.config.schema import RunConfig
 from tuneforge.distributed.strategies import STRATEGIES, Strategy
 from tuneforge.models.tuning import TUNING
@@ -44,7 +45,7 @@ def distributed_problems(cfg: RunConfig, stage: Any) -> list[Problem]:
         problems.append(Problem("fsdp.activation_checkpointing with adapters saves an empty adapter (peft does not "
                                 "see through FSDP's checkpoint wrappers)", field="distributed.fsdp.activation_checkpointing",
                                 fix="use training.gradient_checkpointing: true instead (same memory saving)"))
-    if d.strategy in ("fsdp", "deepspeed") and cfg.method.name == "qlora":
+    if d.strategy in ("fsdp", "deepspeed") and method_spec(cfg.method.name).quantised:
         problems.append(Problem(f"qlora under {d.strategy!r} would shard bitsandbytes' 4/8-bit weights, which "
                                 "tuneforge does not test", field="method.name",
                                 fix="use strategy ddp with qlora (the quantized base is small), or method lora "

@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tuneforge.config.catalog import STAGE_TABLE
 from tuneforge.config.schema import RunConfig
 from tuneforge.data.loader import load_data, split_examples
 from tuneforge.data.records import Example
@@ -29,12 +30,13 @@ from tuneforge.data.split import SPLIT_NAMES
 from tuneforge.utils.errors import DataError, Problem
 from tuneforge.utils.names import Registry
 
-#: Which metric each stage is judged by, and whether higher is better (the verdict reads it).
-HEADLINE: dict[str, tuple[str, str]] = {
-    "dpo": ("preference_accuracy", "reward_margin"), "simpo": ("preference_accuracy", "reward_margin"),
-    "orpo": ("preference_accuracy", "reward_margin"), "kto": ("log_ratio_gap", "logp_gap"),
-    "rm": ("accuracy", "margin"), "grpo": ("reward", "sampled_reward"), "ppo": ("reward", "sampled_reward"),
+#: The two headline metrics of each held-out evaluation, higher is better (the verdict reads them).
+HEADLINE_OF: dict[str, tuple[str, str]] = {
+    "pairwise": ("preference_accuracy", "reward_margin"), "unpaired": ("log_ratio_gap", "logp_gap"),
+    "reward_model": ("accuracy", "margin"), "sampled_reward": ("reward", "sampled_reward"),
 }
+#: Stage -> its headline metrics (each stage names its evaluation in config/catalog.py).
+HEADLINE: dict[str, tuple[str, str]] = {s.name: HEADLINE_OF[s.evaluation] for s in STAGE_TABLE if s.evaluation}
 
 
 @dataclass
@@ -255,9 +257,12 @@ def _source(engine: Any) -> Any:
 
 
 _sampled = partial(generated_reward, samples=SAMPLES)
-for _stage, _fn in {"dpo": pairwise, "simpo": pairwise, "orpo": pairwise, "kto": unpaired, "rm": reward_model,
-                    "grpo": _sampled, "ppo": _sampled}.items():
-    EVALUATORS.register(_stage, _fn)
+#: Each held-out evaluation by the name config/catalog.py's stage table gives it.
+EVALUATION_KINDS: dict[str, Evaluator] = {"pairwise": pairwise, "unpaired": unpaired, "reward_model": reward_model,
+                                          "sampled_reward": _sampled}
+for _spec in STAGE_TABLE:
+    if _spec.evaluation:
+        EVALUATORS.register(_spec.name, EVALUATION_KINDS[_spec.evaluation])
 
 
 def verdict(stage: str, metrics: dict[str, dict[str, float | None]]) -> list[str]:

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneforge.config.catalog import METHOD_NAMES, STAGE_NAMES
 from tuneforge.models.loading import trained_folder
 from tuneforge.utils.errors import TuneforgeError
 from tuneforge.webui.i18n import LANGUAGES, TEXT, t
 from tuneforge.webui.paths import PathGuard
 from tuneforge.webui.runs import CLI, RunManager, TrainForm, build_config
 
-STAGES = ["sft", "pt", "rm", "dpo", "simpo", "orpo", "kto", "ppo", "grpo"]
-METHODS = ["lora", "qlora", "dora", "freeze", "full"]
+STAGES = list(STAGE_NAMES)
+METHODS = list(METHOD_NAMES)
 ADVISED = {"training.learning_rate": "learning_rate", "training.epochs": "epochs", "training.batch_size": "batch_size",
            "training.gradient_accumulation": "gradient_accumulation", "method.lora.rank": "lora_rank"}
 SERIES_COLORS = {"train": "#1f77b4", "eval": "#ff7f0e"}
@@ -337,8 +338,8 @@ def build(workdir: str | Path = ".", data_dirs: list[str] | None = None, poll_s:
                     registry = L(gr.Dropdown(ui.registry_choices(), multiselect=True, label=t("registry")),
                                  "registry")
                 with gr.Row():
-                    stage = L(gr.Dropdown(STAGES, value="sft", label=t("stage")), "stage")
-                    method = L(gr.Dropdown(METHODS, value="lora", label=t("method")), "method")
+                    stage = L(gr.Dropdown(STAGES, value=STAGES[0], label=t("stage")), "stage")
+                    method = L(gr.Dropdown(METHODS, value=METHODS[0], label=t("method")), "method")
                     run_name = L(gr.Textbox("webui-run", label=t("run_name"), elem_id="tf-run-name"), "run_name")
                 with gr.Row():
                     lr = L(gr.Number(None, label=t("learning_rate"), elem_id="tf-lr"), "learning_rate")

@@ -1,5 +1,15 @@
-"""Tuning methods: a registry name -> method that decides which parameters train."""
+"""Tuning methods: a registry name -> method that decides which parameters train.
 
-from tuneforge.models.tuning.methods import TUNING, TuningMethod, trainable_summary
+The registry is built from the method table in ``config/catalog.py``: a new method is its class (here or in
+its own module) plus one row there.
+"""
+
+from tuneforge.config.catalog import METHOD_TABLE, load_impl
+from tuneforge.models.tuning.methods import TuningMethod, trainable_summary
+from tuneforge.utils.names import Registry
+
+TUNING: Registry[TuningMethod] = Registry("tuning method")
+for _spec in METHOD_TABLE:
+    TUNING.register(_spec.name, load_impl(_spec.impl))
 
 __all__ = ["TUNING", "TuningMethod", "trainable_summary"]

@@ -12,7 +12,6 @@ from typing import Any
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.utils.errors import ConfigError, Problem
-from tuneforge.utils.names import Registry
 
 #: Module-name endings treated as attention projections for ``targets: attention``.
 ATTENTION_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv")
@@ -96,11 +95,6 @@ class QLora(Lora):
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
         return super().apply(model, cfg)
-
-
-TUNING: Registry[TuningMethod] = Registry("tuning method")
-for _name, _cls in {"full": TuningMethod, "freeze": Freeze, "lora": Lora, "dora": Dora, "qlora": QLora}.items():
-    TUNING.register(_name, _cls())
 
 
 def _decoder_layers(model: Any) -> Any:

@@ -1,18 +1,17 @@
-"""Training stages: each adds only what differs from the shared path in ``training/runner.py``."""
+"""Training stages: each adds only what differs from the shared path in ``training/runner.py``.
+
+The registry is built from the stage table in ``config/catalog.py``: a new stage is its module here plus
+one row there.
+"""
 
 from __future__ import annotations
 
+from tuneforge.config.catalog import STAGE_TABLE, load_impl
 from tuneforge.training.stages.base import PretrainStage, Stage, StageInputs, TrlStage
-from tuneforge.training.stages.grpo import GrpoStage
-from tuneforge.training.stages.kto import KtoStage
-from tuneforge.training.stages.ppo import PpoStage
-from tuneforge.training.stages.preference import DpoStage, OrpoStage, SimpoStage
-from tuneforge.training.stages.reward import RewardStage
 from tuneforge.utils.names import Registry
 
 STAGES: Registry[Stage] = Registry("training stage")
-for _stage in (Stage(), PretrainStage(), RewardStage(), DpoStage(), SimpoStage(), OrpoStage(), KtoStage(),
-               PpoStage(), GrpoStage()):
-    STAGES.register(_stage.name, _stage)
+for _spec in STAGE_TABLE:
+    STAGES.register(_spec.name, load_impl(_spec.impl))
 
-__all__ = ["STAGES", "Stage", "StageInputs", "TrlStage"]
+__all__ = ["STAGES", "PretrainStage", "Stage", "StageInputs", "TrlStage"]

@@ -1,0 +1,163 @@
+"""The one table of training stages and tuning methods that every other part reads.
+
+The config schema's allowed names, the data loader's stage-to-example-kind rule, ``tuneforge data
+check``'s default stage, the held-out evaluation, the advice rules, the web UI's menus and the
+registries in ``training/stages`` and ``models/tuning`` are all derived from :data:`STAGE_TABLE` and
+:data:`METHOD_TABLE`. Adding a stage or a method is one implementation file plus one row here
+(ARCHITECTURE.md, "Adding a stage or a tuning method").
+
+This module imports nothing heavy: the schema and the web UI read it without loading torch. The
+implementations are named as ``"module:Class"`` and imported only when a registry is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+#: What a stage optimises. ``language``: next-token likelihood; ``reward``: a scalar scorer;
+#: ``preference``: chosen over rejected (or desirable over undesirable) answers against a reference;
+#: ``reinforcement``: rewards of the model's own samples.
+StageFamily = Literal["language", "reward", "preference", "reinforcement"]
+#: Which parameters a method trains. ``lora``: low-rank adapters read ``method.lora``.
+MethodFamily = Literal["full", "freeze", "lora"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One training stage.
+
+    Attributes:
+        name: The value of ``training.stage``.
+        summary: One line for ``--help``, the schema and the web UI.
+        family: What the stage optimises (see :data:`StageFamily`).
+        kinds: The example kinds (``data/records.py``) it trains on; other kinds are data errors.
+        impl: ``"module:Class"`` of its :class:`~tuneforge.training.stages.Stage` subclass.
+        checks: Example kinds for which ``tuneforge data check`` picks this stage when none is given.
+        evaluation: The held-out evaluation (``evaluation/held_out.py``) that judges the tuned model
+            against the base; ``None`` for the language stages, which the generation metrics judge.
+        lr_share: For preference and reinforcement stages, the learning rate advised as a share of the
+            SFT rate of the same method and model (measured: docs/advice.md, "Learning rate").
+    """
+
+    name: str
+    summary: str
+    family: StageFamily
+    kinds: frozenset[str]
+    impl: str
+    checks: tuple[str, ...] = ()
+    evaluation: str | None = None
+    lr_share: float | None = None
+
+    @property
+    def aligns(self) -> bool:
+        """Whether the stage optimises a preference or reward signal against the model's own distribution."""
+        return self.family in ("preference", "reinforcement")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One tuning method.
+
+    Attributes:
+        name: The value of ``method.name``.
+        summary: One line for ``--help``, the schema and the web UI.
+        family: Which parameters it trains (see :data:`MethodFamily`).
+        impl: ``"module:Class"`` of its :class:`~tuneforge.models.tuning.TuningMethod` subclass.
+        quantised: Whether the frozen base is loaded quantised (bitsandbytes).
+    """
+
+    name: str
+    summary: str
+    family: MethodFamily
+    impl: str
+    quantised: bool = False
+
+    @property
+    def uses_lora(self) -> bool:
+        """Whether ``method.lora`` configures it (and the LoRA advice applies)."""
+        return self.family == "lora"
+
+
+_STAGES = "tuneforge.training.stages"
+_METHODS = "tuneforge.models.tuning.methods"
+
+#: Every training stage, in the order menus show them (the default first).
+STAGE_TABLE: tuple[StageSpec, ...] = (
+    StageSpec("sft", "supervised fine-tuning on prompt/answer conversations", "language", frozenset({"sft"}),
+              f"{_STAGES}.base:Stage", checks=("sft",)),
+    StageSpec("pt", "continued pre-training on plain text", "language", frozenset({"pt"}),
+              f"{_STAGES}.base:PretrainStage", checks=("pt",)),
+    StageSpec("rm", "a reward model that scores chosen above rejected", "reward", frozenset({"pairwise"}),
+              f"{_STAGES}.reward:RewardStage", evaluation="reward_model"),
+    StageSpec("dpo", "direct preference optimisation against a reference", "preference", frozenset({"pairwise"}),
+              f"{_STAGES}.preference:DpoStage", checks=("pairwise",), evaluation="pairwise", lr_share=0.3),
+    StageSpec("simpo", "reference-free preference optimisation with a length-normalised margin", "preference",
+              frozenset({"pairwise"}), f"{_STAGES}.preference:SimpoStage", evaluation="pairwise", lr_share=0.3),
+    StageSpec("orpo", "SFT plus an odds-ratio preference term, no reference", "preference",
+              frozenset({"pairwise"}), f"{_STAGES}.preference:OrpoStage", evaluation="pairwise", lr_share=0.3),
+    StageSpec("kto", "preference from answers labelled desirable or undesirable", "preference",
+              frozenset({"unpaired", "pairwise"}), f"{_STAGES}.kto:KtoStage", checks=("unpaired",),
+              evaluation="unpaired", lr_share=0.3),
+    StageSpec("ppo", "PPO against a reward model or reward functions", "reinforcement", frozenset({"sft"}),
+              f"{_STAGES}.ppo:PpoStage", evaluation="sampled_reward", lr_share=1.0),
+    StageSpec("grpo", "group-relative policy optimisation with reward functions", "reinforcement",
+              frozenset({"sft"}), f"{_STAGES}.grpo:GrpoStage", evaluation="sampled_reward", lr_share=1.0),
+)
+
+#: Every tuning method, in the order menus show them (the default first).
+METHOD_TABLE: tuple[MethodSpec, ...] = (
+    MethodSpec("lora", "low-rank adapters on the chosen linear layers", "lora", f"{_METHODS}:Lora"),
+    MethodSpec("qlora", "LoRA on a 4- or 8-bit quantised base (bitsandbytes)", "lora", f"{_METHODS}:QLora",
+               quantised=True),
+    MethodSpec("dora", "weight-decomposed LoRA (magnitude and direction)", "lora", f"{_METHODS}:Dora"),
+    MethodSpec("freeze", "train the last N transformer layers, freeze the rest", "freeze", f"{_METHODS}:Freeze"),
+    MethodSpec("full", "train every parameter", "full", f"{_METHODS}:TuningMethod"),
+)
+
+STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGE_TABLE)
+METHOD_NAMES: tuple[str, ...] = tuple(m.name for m in METHOD_TABLE)
+_STAGE_BY_NAME = {s.name: s for s in STAGE_TABLE}
+_METHOD_BY_NAME = {m.name: m for m in METHOD_TABLE}
+
+
+def stage_spec(name: str) -> StageSpec:
+    """The row of stage ``name`` (the schema has already rejected unknown names)."""
+    return _STAGE_BY_NAME[name]
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The row of method ``name`` (the schema has already rejected unknown names)."""
+    return _METHOD_BY_NAME[name]
+
+
+def stage_kinds() -> dict[str, frozenset[str]]:
+    """Stage name -> the example kinds it trains on."""
+    return {s.name: s.kinds for s in STAGE_TABLE}
+
+
+def default_stage_of_kind() -> dict[str, str]:
+    """Example kind -> the stage ``tuneforge data check`` checks such a file against by default."""
+    return {kind: s.name for s in STAGE_TABLE for kind in s.checks}
+
+
+def alignment_stages() -> tuple[str, ...]:
+    """Names of the preference and reinforcement stages."""
+    return tuple(s.name for s in STAGE_TABLE if s.aligns)
+
+
+def lora_methods() -> tuple[str, ...]:
+    """Names of the methods configured by ``method.lora``."""
+    return tuple(m.name for m in METHOD_TABLE if m.uses_lora)
+
+
+def names_text(names: tuple[str, ...]) -> str:
+    """``"a, b or c"`` for descriptions and messages."""
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+def load_impl(impl: str) -> Any:
+    """Import ``"module:Class"`` and return an instance of the class."""
+    module, _, attr = impl.partition(":")
+    return getattr(importlib.import_module(module), attr)()
