@@ -72,7 +72,7 @@ def test_the_registries_hold_the_table_rows_in_order() -> None:
     for spec in METHOD_TABLE:
         method = TUNING.get(spec.name)
         assert (type(method).__module__, type(method).__name__) == _impl_class(spec.impl)
-        assert method.adapter == spec.uses_lora  # the LoRA family saves adapters, the others whole models
+        assert method.adapter == spec.adapter  # adapters are saved apart from the base, the others whole
 
 
 def test_the_loader_and_the_checker_read_the_stage_table() -> None:

@@ -93,6 +93,7 @@ def test_a_users_deepspeed_json_is_checked_not_silently_overridden(tmp_path: Pat
     ({"strategy": "ddp", "nproc_per_node": 2, "stage": "ppo"}, "distributed.strategy", "strategy none"),
     ({"strategy": "fsdp", "nproc_per_node": 2, "stage": "dpo"}, "distributed.strategy", "strategy ddp"),
     ({"strategy": "deepspeed", "nproc_per_node": 2, "method": "qlora"}, "method.name", "strategy ddp with qlora"),
+    ({"strategy": "ddp", "nproc_per_node": 2, "method": "adalora"}, "method.name", "adalora in one process"),
     ({"strategy": "none", "nproc_per_node": 2}, "distributed.strategy", "ddp, fsdp or deepspeed"),
     ({"strategy": "fsdp", "nproc_per_node": 2, "fsdp.activation_checkpointing": "true"},
      "distributed.fsdp.activation_checkpointing", "training.gradient_checkpointing"),
@@ -102,6 +103,14 @@ def test_what_a_strategy_cannot_run_is_refused_naming_what_would(settings: dict[
     cfg = _cfg(**settings)
     problems = distributed_problems(cfg, STAGES.get(cfg.training.stage))
     assert any(p.field == field and fix in (p.fix or "") for p in problems), problems
+
+
+def test_progressive_unfreezing_is_refused_under_data_parallelism() -> None:
+    cfg = load_config(base={"data": {"datasets": ["d.json"]}, "method": {"name": "freeze",
+                                                                      "freeze": {"unfreeze_at": [0.5]}},
+                            "distributed": {"strategy": "ddp", "nproc_per_node": 2}})
+    problems = distributed_problems(cfg, STAGES.get("sft"))
+    assert [p.field for p in problems] == ["method.freeze.unfreeze_at"]
 
 
 def test_device_map_auto_and_a_data_parallel_strategy_are_refused_together() -> None:

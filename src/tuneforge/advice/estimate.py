@@ -18,7 +18,8 @@ Memory model (per device, in GiB = 2^30 bytes):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuneforge.config.catalog import method_spec
@@ -41,6 +42,11 @@ class ModelShape:
     layers: int
     vocab: int
     linear_per_layer: dict[str, tuple[int, int]]  # module name -> (in, out) of one layer's linear layers
+    model_type: str = ""  # the config's model_type (peft's default targets per architecture are keyed by it)
+    norms_per_layer: dict[str, int] = field(default_factory=dict)  # norm module name -> parameters, one layer
+    other_norms: dict[str, int] = field(default_factory=dict)  # norms outside the layers (the final norm)
+    bias_params: int = 0  # every bias term of the model
+    layer_params: int = 0  # every parameter of one transformer layer (0: unknown, count its linear weights)
 
 
 def model_shape(name_or_path: str, trust_remote_code: bool = False) -> ModelShape:
@@ -52,12 +58,22 @@ def model_shape(name_or_path: str, trust_remote_code: bool = False) -> ModelShap
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     linear: dict[str, tuple[int, int]] = {}
+    norms: dict[str, int] = {}
+    other: dict[str, int] = {}
     for name, module in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
         if isinstance(module, torch.nn.Linear) and ".layers.0." in name:
-            linear[name.rsplit(".", 1)[-1]] = (module.in_features, module.out_features)
+            linear[leaf] = (module.in_features, module.out_features)
+        elif "norm" in type(module).__name__.lower() and ".layers." not in f"{name}.":
+            other[leaf] = sum(p.numel() for p in module.parameters(recurse=False))
+        elif "norm" in type(module).__name__.lower() and ".layers.0." in f"{name}.":
+            norms[leaf] = sum(p.numel() for p in module.parameters(recurse=False))
     params = sum(p.numel() for p in model.parameters())
+    biases = sum(p.numel() for n, p in model.named_parameters() if n.endswith(".bias"))
+    layer = sum(p.numel() for n, p in model.named_parameters() if ".layers.0." in n)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return ModelShape(params, text.hidden_size, text.num_hidden_layers, text.vocab_size, linear)
+    return ModelShape(params, text.hidden_size, text.num_hidden_layers, text.vocab_size, linear,
+                      getattr(config, "model_type", ""), norms, other, biases, layer)
 
 
 def shape_from_numbers(params: float, hidden: int = 4096, layers: int = 32, vocab: int = 32000) -> ModelShape:
@@ -72,14 +88,18 @@ def shape_from_numbers(params: float, hidden: int = 4096, layers: int = 32, voca
 class Setup:
     """The training choices that change memory."""
 
-    method: str = "lora"  # full | freeze | lora | dora | qlora
+    method: str = "lora"  # a method.name of config/catalog.py
     precision: str = "bf16"  # compute precision: fp32 | bf16 | fp16
     batch: int = 4
     length: int = 1024
     gradient_checkpointing: bool = False
     lora_rank: int = 8
     lora_targets: str | list[str] = "all-linear"
-    trainable_layers: int = 2
+    trainable_layers: int = 2  # freeze: layers per phase
+    phases: int = 1  # freeze: 1 + the progressive unfreezing steps (every phase's layers are held for the optimizer)
+    init_rank: int = 12  # adalora: the starting rank (the optimizer holds it from the start)
+    targets: list[str] | None = None  # ia3 / ln_tuning modules; None: peft's defaults for the architecture
+    feedforward: list[str] | None = None  # ia3: which targets are rescaled at their input
     quant_bits: int = 4
     zero_stage: int = 0
     offload: bool = False
@@ -87,14 +107,56 @@ class Setup:
 
 
 def trainable_params(shape: ModelShape, s: Setup) -> int:
-    """Trainable parameters of the method (LoRA: rank x (in + out) per adapted linear layer)."""
-    if s.method == "full":
-        return shape.params
-    if s.method == "freeze":
-        per_layer = sum(i * o for i, o in shape.linear_per_layer.values())
-        return min(shape.params, s.trainable_layers * per_layer)
-    return shape.layers * sum(s.lora_rank * (i + o) for name, (i, o) in shape.linear_per_layer.items()
-                              if _targeted(name, s.lora_targets))
+    """Trainable parameters of the method, by the rule of :data:`TRAINABLE` for its name."""
+    return TRAINABLE[s.method](shape, s)
+
+
+def _lora_params(shape: ModelShape, s: Setup, rank: int, extra: int = 0, magnitude: bool = False) -> int:
+    """rank x (in + out + extra) per adapted linear layer, plus a magnitude vector (out) for DoRA."""
+    return shape.layers * sum(rank * (i + o + extra) + (o if magnitude else 0)
+                              for name, (i, o) in shape.linear_per_layer.items() if _targeted(name, s.lora_targets))
+
+
+def _freeze_params(shape: ModelShape, s: Setup) -> int:
+    per_layer = shape.layer_params or sum(i * o for i, o in shape.linear_per_layer.values())
+    return min(shape.params, s.trainable_layers * s.phases * per_layer)
+
+
+def _ia3_params(shape: ModelShape, s: Setup) -> int:
+    """One vector per rescaled layer: its output size, or its input size for a feed-forward layer."""
+    from peft.utils import (
+        TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as FEEDFORWARD,
+    )
+    from peft.utils import (
+        TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as TARGETS,
+    )
+
+    targets = s.targets or TARGETS.get(shape.model_type, [])
+    ff = s.feedforward if s.feedforward is not None else FEEDFORWARD.get(shape.model_type, [])
+    return shape.layers * sum(i if name in ff else o for name, (i, o) in shape.linear_per_layer.items()
+                              if name in targets)
+
+
+def _ln_params(shape: ModelShape, s: Setup) -> int:
+    from peft.utils import TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING as TARGETS
+
+    targets = s.targets or TARGETS.get(shape.model_type, [])
+    return (shape.layers * sum(n for name, n in shape.norms_per_layer.items() if name in targets)
+            + sum(n for name, n in shape.other_norms.items() if name in targets))
+
+
+#: Trainable parameters per method; ``tests/unit/test_estimate.py`` checks each against the real count.
+TRAINABLE: dict[str, Callable[[ModelShape, Setup], int]] = {
+    "full": lambda shape, s: shape.params,
+    "freeze": _freeze_params,
+    "bitfit": lambda shape, s: shape.bias_params,
+    "lora": lambda shape, s: _lora_params(shape, s, s.lora_rank),
+    "qlora": lambda shape, s: _lora_params(shape, s, s.lora_rank),
+    "dora": lambda shape, s: _lora_params(shape, s, s.lora_rank, magnitude=True),
+    "adalora": lambda shape, s: _lora_params(shape, s, s.init_rank, extra=1),  # A, B and the singular values E
+    "ia3": _ia3_params,
+    "ln_tuning": _ln_params,
+}
 
 
 def _targeted(name: str, targets: str | list[str]) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from tuneforge.advice.estimate import ModelShape, Setup, largest_batch, memory_gib
-from tuneforge.config.catalog import STAGE_TABLE, alignment_stages, lora_methods
+from tuneforge.config.catalog import STAGE_TABLE, alignment_stages, lora_methods, method_spec
 from tuneforge.config.schema import RunConfig
 from tuneforge.distributed.strategies import global_batch, planned_world_size
 
@@ -77,12 +77,16 @@ def _learning_rate(cfg: RunConfig, f: Facts) -> tuple[object, str]:
 
 
 def _sft_learning_rate(cfg: RunConfig, f: Facts) -> tuple[float, str]:
-    size = f.n_params / 1e9
-    if cfg.method.name in LORA_METHODS:
+    size, spec = f.n_params / 1e9, method_spec(cfg.method.name)
+    if spec.adapter:
         lr = 2e-4 if size < 1 else 1e-4 if size < 10 else 5e-5
-        return lr, f"{cfg.method.name} on a {size:.2g}B model (adapters take higher rates: 1e-4..2e-4)"
-    lr = 1e-4 if size < 1 else 1e-5 if size < 10 else 5e-6
-    return lr, f"{cfg.method.name} fine-tuning of a {size:.2g}B model (<1B 1e-4, 1-10B 1e-5, >10B 5e-6)"
+        why = f"{cfg.method.name} on a {size:.2g}B model (adapters take higher rates: 1e-4..2e-4)"
+    else:
+        lr = 1e-4 if size < 1 else 1e-5 if size < 10 else 5e-6
+        why = f"{cfg.method.name} fine-tuning of a {size:.2g}B model (<1B 1e-4, 1-10B 1e-5, >10B 5e-6)"
+    if spec.lr_factor != 1.0:
+        lr, why = float(f"{lr * spec.lr_factor:.3g}"), f"{why}; {spec.lr_reason}"
+    return lr, why
 
 
 def _batch_size(cfg: RunConfig, f: Facts) -> tuple[object, str]:
@@ -191,10 +195,15 @@ def setup_from_config(cfg: RunConfig, on_gpu: bool) -> Setup:
     t, m = cfg.training, cfg.method
     precision = t.precision if t.precision != "auto" else ("bf16" if on_gpu else "fp32")
     shard = STRATEGIES.get(cfg.distributed.strategy).sharding(cfg)
+    from tuneforge.models.tuning.peft_methods import adalora_init_rank
+
+    targets = {"ia3": m.ia3.targets, "ln_tuning": m.ln_tuning.targets}.get(m.name)
     return Setup(method=m.name, precision=precision, batch=t.batch_size or 1, length=cfg.data.max_length,
                  gradient_checkpointing=t.gradient_checkpointing, lora_rank=m.lora.rank, lora_targets=m.lora.targets,
-                 trainable_layers=m.freeze.trainable_layers, quant_bits=m.quant_bits, zero_stage=shard.zero_stage,
-                 offload=shard.offload, devices=planned_world_size(cfg))
+                 trainable_layers=m.freeze.trainable_layers, phases=1 + len(m.freeze.unfreeze_at),
+                 init_rank=adalora_init_rank(cfg), targets=targets, feedforward=m.ia3.feedforward,
+                 quant_bits=m.quant_bits, zero_stage=shard.zero_stage, offload=shard.offload,
+                 devices=planned_world_size(cfg))
 
 
 def recommend(cfg: RunConfig, n_train: int, n_params: int, on_gpu: bool = False, shape: ModelShape | None = None,

@@ -20,8 +20,10 @@ from typing import Any, Literal
 #: ``preference``: chosen over rejected (or desirable over undesirable) answers against a reference;
 #: ``reinforcement``: rewards of the model's own samples.
 StageFamily = Literal["language", "reward", "preference", "reinforcement"]
-#: Which parameters a method trains. ``lora``: low-rank adapters read ``method.lora``.
-MethodFamily = Literal["full", "freeze", "lora"]
+#: Which parameters a method trains and how it is saved. ``full``: all, saved whole; ``partial``: a subset
+#: of the model's own weights, saved whole; ``lora``: low-rank adapters configured by ``method.lora``,
+#: saved as an adapter; ``adapter``: other PEFT adapters, saved as an adapter.
+MethodFamily = Literal["full", "partial", "lora", "adapter"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class MethodSpec:
         family: Which parameters it trains (see :data:`MethodFamily`).
         impl: ``"module:Class"`` of its :class:`~tuneforge.models.tuning.TuningMethod` subclass.
         quantised: Whether the frozen base is loaded quantised (bitsandbytes).
+        lr_factor: The advised learning rate as a multiple of its family's rate for the model size (adapters
+            2e-4 below 1B parameters, whole weights 1e-4; docs/advice.md, "Learning rate").
+        lr_reason: Why the factor, for the advice line.
     """
 
     name: str
@@ -73,6 +78,13 @@ class MethodSpec:
     family: MethodFamily
     impl: str
     quantised: bool = False
+    lr_factor: float = 1.0
+    lr_reason: str = ""
+
+    @property
+    def adapter(self) -> bool:
+        """Whether the result is an adapter saved apart from the base."""
+        return self.family in ("lora", "adapter")
 
     @property
     def uses_lora(self) -> bool:
@@ -82,6 +94,7 @@ class MethodSpec:
 
 _STAGES = "tuneforge.training.stages"
 _METHODS = "tuneforge.models.tuning.methods"
+_PEFT = "tuneforge.models.tuning.peft_methods"
 
 #: Every training stage, in the order menus show them (the default first).
 STAGE_TABLE: tuple[StageSpec, ...] = (
@@ -112,7 +125,18 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
     MethodSpec("qlora", "LoRA on a 4- or 8-bit quantised base (bitsandbytes)", "lora", f"{_METHODS}:QLora",
                quantised=True),
     MethodSpec("dora", "weight-decomposed LoRA (magnitude and direction)", "lora", f"{_METHODS}:Dora"),
-    MethodSpec("freeze", "train the last N transformer layers, freeze the rest", "freeze", f"{_METHODS}:Freeze"),
+    MethodSpec("adalora", "LoRA whose rank budget is reallocated by importance during training", "lora",
+               f"{_PEFT}:AdaLora"),
+    MethodSpec("ia3", "learned vectors rescaling keys, values and the feed-forward input", "adapter",
+               f"{_PEFT}:Ia3", lr_factor=15.0, lr_reason="IA3 trains a few scaling vectors: 15 x the LoRA rate "
+               "(3e-3 below 1B, the T-Few paper's rate)"),
+    MethodSpec("ln_tuning", "train copies of the normalisation layers only", "adapter", f"{_PEFT}:LnTuning",
+               lr_factor=5.0, lr_reason="LN tuning trains only the norm scales: 5 x the LoRA rate"),
+    MethodSpec("freeze", "train the last N transformer layers (optionally unfreezing more as training goes)",
+               "partial", f"{_METHODS}:Freeze"),
+    MethodSpec("bitfit", "train only the bias terms", "partial", f"{_METHODS}:BitFit", lr_factor=10.0,
+               lr_reason="BitFit trains only biases: 10 x the full fine-tuning rate (1e-3 below 1B, as in the "
+               "BitFit paper's range 1e-4..1e-3)"),
     MethodSpec("full", "train every parameter", "full", f"{_METHODS}:TuningMethod"),
 )
 

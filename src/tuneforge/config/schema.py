@@ -151,6 +151,53 @@ class FreezeConfig(Section):
 
     trainable_layers: int = Field(2, gt=0, description="Train the last N transformer layers.")
     modules: list[str] = Field(default_factory=list, description="Extra module name patterns to train.")
+    unfreeze_at: list[float] = Field(
+        default_factory=list, description="Progressive unfreezing: at each of these fractions of training (0-1, "
+        "rising), trainable_layers more layers below the trainable ones start to train, e.g. [0.33, 0.66].")
+
+    @field_validator("unfreeze_at")
+    @classmethod
+    def _rising_fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0 < x < 1 for x in v) or v != sorted(set(v)):
+            raise ValueError("fractions must be strictly rising and between 0 and 1, e.g. [0.33, 0.66]")
+        return v
+
+
+class AdaLoraSettings(Section):
+    """AdaLoRA: LoRA whose ranks are reallocated by importance (method.lora gives targets, alpha, dropout and
+    the final average rank)."""
+
+    init_rank: int | None = Field(None, gt=0, description="Rank every adapted layer starts with; default 1.5 x "
+                                  "method.lora.rank (the budget is cut down to method.lora.rank on average).")
+    warmup_share: float = Field(0.1, ge=0, lt=1, description="Share of the run's steps trained at full rank before "
+                                "ranks are cut (tinit).")
+    final_share: float = Field(0.2, ge=0, lt=1, description="Share of the run's steps at the end that train with the "
+                               "final ranks fixed (tfinal).")
+    interval: int | None = Field(None, gt=0, description="Steps between two budget reallocations (deltaT); default "
+                                 "about 50 reallocations over the budgeting phase.")
+    orth_reg_weight: float = Field(0.5, ge=0, description="Weight of the orthogonality penalty on the A/B factors.")
+
+    @model_validator(mode="after")
+    def _leaves_a_budgeting_phase(self) -> AdaLoraSettings:
+        if self.warmup_share + self.final_share >= 1:
+            raise ValueError("warmup_share + final_share must be below 1: no steps would be left to reallocate ranks")
+        return self
+
+
+class Ia3Settings(Section):
+    """IA3: learned vectors that rescale keys, values and the feed-forward input."""
+
+    targets: list[str] | None = Field(None, description="Module names to rescale; default peft's list for the "
+                                      "architecture (llama: k_proj, v_proj, down_proj).")
+    feedforward: list[str] | None = Field(None, description="Which of targets are feed-forward layers (their input is "
+                                          "rescaled, not their output); default peft's list (llama: down_proj).")
+
+
+class LnTuningSettings(Section):
+    """LN tuning: train copies of the normalisation layers."""
+
+    targets: list[str] | None = Field(None, description="Norm module names; default peft's list for the architecture "
+                                      "(llama: input_layernorm, post_attention_layernorm, norm).")
 
 
 class MethodConfig(Section):
@@ -160,6 +207,9 @@ class MethodConfig(Section):
                          + "; ".join(f"{m.name}: {m.summary}" for m in METHOD_TABLE) + ".")
     lora: LoraConfig = Field(default_factory=LoraConfig)
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
+    adalora: AdaLoraSettings = Field(default_factory=AdaLoraSettings)
+    ia3: Ia3Settings = Field(default_factory=Ia3Settings)
+    ln_tuning: LnTuningSettings = Field(default_factory=LnTuningSettings)
     quant_bits: Literal[4, 8] = Field(4, description="qlora: 4-bit NF4 (double quantisation) or 8-bit.")
 
 

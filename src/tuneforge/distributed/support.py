@@ -50,6 +50,16 @@ def distributed_problems(cfg: RunConfig, stage: Any) -> list[Problem]:
                                 "tuneforge does not test", field="method.name",
                                 fix="use strategy ddp with qlora (the quantized base is small), or method lora "
                                     f"with {d.strategy}"))
+    if d.strategy != "none" and cfg.method.name == "adalora":
+        # its rank reallocation masks parameters between steps from each process's own gradients and its
+        # penalty adds a second backward per micro-batch: neither is synchronised across processes here
+        problems.append(Problem(f"adalora under {d.strategy!r} is not supported: its rank budget is reallocated "
+                                "per process", field="method.name", fix="train adalora in one process, or use lora"))
+    if d.strategy != "none" and cfg.method.name == "freeze" and cfg.method.freeze.unfreeze_at:
+        # DDP and the sharded strategies fix the set of trainable parameters when they wrap the model
+        problems.append(Problem("progressive unfreezing changes which parameters train during the run, which "
+                                f"{d.strategy!r} does not allow", field="method.freeze.unfreeze_at",
+                                fix="train it in one process, or drop method.freeze.unfreeze_at"))
     return problems
 
 

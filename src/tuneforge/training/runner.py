@@ -122,8 +122,9 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     say(f"method: {cfg.method.name}, trainable parameters {counts['trainable']:,} of {counts['total']:,}")
     trainer, guard, interrupt = _build_trainer(cfg, run, model, tokenizer, data, precision, stage,
                                                progress and main)
-    for callback in callbacks or []:
+    for callback in method.callbacks(model, cfg) + list(callbacks or []):
         trainer.add_callback(callback)
+    trainer.regularizer = method.regularizer
     mark("running", base_model=base)
     started = time.perf_counter()
     try:

@@ -34,6 +34,8 @@ class RunTrainerMixin:
     tokens_seen = 0
     #: The same summed over every process, refreshed at each training log (read by the JSONL log).
     tokens_total = 0
+    #: The tuning method's extra loss term (AdaLoRA's orthogonality penalty): model -> tensor or None.
+    regularizer: Any = None
 
     def __init__(self, *args: Any, loraplus_lr_ratio: float | None = None, **kwargs: Any) -> None:
         """``loraplus_lr_ratio``: LoRA+, the learning-rate ratio of the LoRA B matrices (None: plain AdamW)."""
@@ -101,7 +103,17 @@ class RunTrainerMixin:
         """Count the step's real tokens, then train as the base class does."""
         if isinstance(inputs, dict):
             self._count_tokens(inputs)
-        return super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        return loss + self._regularize(model).to(loss.device)
+
+    def _regularize(self, model: Any) -> torch.Tensor:
+        """Backward the method's extra term, weighted so it counts once per optimizer step; its value."""
+        term = self.regularizer(self.accelerator.unwrap_model(model)) if self.regularizer else None
+        if term is None:
+            return torch.zeros(())
+        term = term / self.args.gradient_accumulation_steps
+        self.accelerator.backward(term)
+        return term.detach()
 
     def _count_tokens(self, inputs: dict[str, Any]) -> None:
         """Real tokens of a batch: its attention masks (CPO/ORPO keep one per side), else the ids."""
@@ -246,7 +258,7 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
             loss = loss_sum / (denom.to(loss_sum.device) if torch.is_tensor(denom) else denom)
             self.accelerator.backward(loss)
             total += loss.detach()
-        return total
+        return total + self._regularize(model).to(total.device)
 
     @staticmethod
     def _sparse_loss(model: Any, inputs: dict[str, Any], labels: torch.Tensor) -> tuple[torch.Tensor, int, Any]:

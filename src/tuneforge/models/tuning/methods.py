@@ -1,4 +1,6 @@
-"""full, freeze, lora, dora and qlora: each says how the model is loaded and what trains.
+"""full, freeze, bitfit, lora, dora and qlora: each says how the model is loaded and what trains.
+
+The other PEFT methods (adalora, ia3, ln_tuning) are in ``peft_methods.py``.
 
 LoRA-family methods are built on PEFT (``LoraConfig`` + ``get_peft_model``); QLoRA loads the base
 with bitsandbytes (4-bit NF4 with double quantisation, or 8-bit), which also runs on CPU since
@@ -33,21 +35,68 @@ class TuningMethod:
             p.requires_grad_(True)
         return model
 
+    def callbacks(self, model: Any, cfg: RunConfig) -> list[Any]:
+        """``TrainerCallback`` objects the method needs during training (a schedule); none by default."""
+        return []
+
+    def regularizer(self, model: Any) -> Any:
+        """An extra loss term added once per optimizer step (a tensor), or None."""
+        return None
+
 
 class Freeze(TuningMethod):
-    """Train the last N transformer layers (and modules matching ``freeze.modules``); freeze the rest."""
+    """Train the last N transformer layers (and modules matching ``freeze.modules``); freeze the rest.
+
+    With ``freeze.unfreeze_at`` (progressive unfreezing), N more layers below start to train at each of
+    those fractions of the run. Every layer that will train is given to the optimizer from the start
+    (the optimizer is built once), and :class:`ProgressiveUnfreeze` holds the later ones frozen until
+    their step, so their gradients are None and AdamW leaves them untouched until then.
+    """
 
     def apply(self, model: Any, cfg: RunConfig) -> Any:
         layers = _decoder_layers(model)
-        n = cfg.method.freeze.trainable_layers
+        f = cfg.method.freeze
+        n = f.trainable_layers * (1 + len(f.unfreeze_at))
         if n > len(layers):
+            field = "method.freeze.unfreeze_at" if f.unfreeze_at else "method.freeze.trainable_layers"
             raise ConfigError("too many trainable layers", [Problem(
-                f"method.freeze.trainable_layers is {n} but the model has {len(layers)} layers",
-                field="method.freeze.trainable_layers", fix=f"use at most {len(layers)}")])
+                f"method.freeze.trainable_layers {f.trainable_layers} x {1 + len(f.unfreeze_at)} phases needs {n} "
+                f"layers but the model has {len(layers)}", field=field,
+                fix=f"train at most {len(layers)} layers in all")])
         keep = {id(p) for layer in layers[len(layers) - n:] for p in layer.parameters()}
-        patterns = [re.compile(p) for p in cfg.method.freeze.modules]
+        patterns = [re.compile(p) for p in f.modules]
         for name, p in model.named_parameters():
             p.requires_grad_(id(p) in keep or any(pat.search(name) for pat in patterns))
+        return model
+
+    def callbacks(self, model: Any, cfg: RunConfig) -> list[Any]:
+        f = cfg.method.freeze
+        if not f.unfreeze_at:
+            return []
+        from tuneforge.models.tuning.schedules import ProgressiveUnfreeze
+
+        layers = _decoder_layers(model)
+        top = len(layers) - f.trainable_layers
+        phases = [[p for layer in layers[top - (k + 1) * f.trainable_layers: top - k * f.trainable_layers]
+                   for p in layer.parameters()] for k in range(len(f.unfreeze_at))]
+        return [ProgressiveUnfreeze(list(zip(f.unfreeze_at, phases, strict=True)))]
+
+
+class BitFit(TuningMethod):
+    """Train only the bias terms (BitFit); the rest of the model stays frozen."""
+
+    def apply(self, model: Any, cfg: RunConfig) -> Any:
+        biases = 0
+        for name, p in model.named_parameters():
+            is_bias = name.endswith(".bias")
+            p.requires_grad_(is_bias)
+            biases += p.numel() if is_bias else 0
+        if not biases:
+            arch = getattr(model.config, "model_type", "?")
+            raise ConfigError("the model has no bias terms to train", [Problem(
+                f"method bitfit trains biases, and {type(model).__name__} (model_type {arch!r}) has none",
+                field="method.name", fix="use a model with biases (qwen2's q/k/v projections, BERT, GPT-2), "
+                                         "or method ln_tuning or ia3, which train a similar few parameters")])
         return model
 
 
