@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +41,12 @@ def result_line(stdout: str) -> dict[str, Any] | None:
     """The ``RESULT {json}`` line a bench child printed, parsed; None when it printed none."""
     line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
     return None if line is None else json.loads(line[len("RESULT "):])
+
+
+def spawn_child(script: str, variant: str, *args: str) -> dict[str, Any]:
+    """Run ``script --child variant *args`` in a fresh interpreter and return its RESULT line (exit if none)."""
+    done = subprocess.run([sys.executable, script, "--child", variant, *args], capture_output=True, text=True)
+    result = result_line(done.stdout)
+    if result is None:
+        raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
+    return result

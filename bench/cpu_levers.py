@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, result_line  # noqa: E402
+from common import peak_rss_mb, spawn_child  # noqa: E402
 from train_bench import DATA, run_tuneforge  # noqa: E402
 
 DEFAULT_VARIANTS = "pieces=1,pieces=512,pieces=1024,pieces=2048,pieces=4096"
@@ -50,13 +49,7 @@ def child(variant: str, steps: int, precision: str) -> None:
 
 
 def _spawn(variant: str, steps: int, precision: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, "--child", variant, "--steps", str(steps),
-                           "--precision", precision],
-                          capture_output=True, text=True)
-    result = result_line(done.stdout)
-    if result is None:
-        raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
-    return result
+    return spawn_child(__file__, variant, "--steps", str(steps), "--precision", precision)
 
 
 def main() -> None:
