@@ -61,16 +61,16 @@ def model_shape(name_or_path: str, trust_remote_code: bool = False) -> ModelShap
     norms: dict[str, int] = {}
     other: dict[str, int] = {}
     for name, module in model.named_modules():
-        leaf = name.rsplit(".", 1)[-1]
-        if isinstance(module, torch.nn.Linear) and ".layers.0." in name:
+        leaf, first_layer = name.rsplit(".", 1)[-1], ".layers.0." in f"{name}."
+        if isinstance(module, torch.nn.Linear) and first_layer:
             linear[leaf] = (module.in_features, module.out_features)
-        elif "norm" in type(module).__name__.lower() and ".layers." not in f"{name}.":
-            other[leaf] = sum(p.numel() for p in module.parameters(recurse=False))
-        elif "norm" in type(module).__name__.lower() and ".layers.0." in f"{name}.":
-            norms[leaf] = sum(p.numel() for p in module.parameters(recurse=False))
-    params = sum(p.numel() for p in model.parameters())
-    biases = sum(p.numel() for n, p in model.named_parameters() if n.endswith(".bias"))
-    layer = sum(p.numel() for n, p in model.named_parameters() if ".layers.0." in n)
+        elif "norm" in type(module).__name__.lower() and (first_layer or ".layers." not in f"{name}."):
+            (norms if first_layer else other)[leaf] = sum(p.numel() for p in module.parameters(recurse=False))
+    params = biases = layer = 0
+    for n, p in model.named_parameters():
+        params += p.numel()
+        biases += p.numel() if n.endswith(".bias") else 0
+        layer += p.numel() if ".layers.0." in n else 0
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return ModelShape(params, text.hidden_size, text.num_hidden_layers, text.vocab_size, linear,
                       getattr(config, "model_type", ""), norms, other, biases, layer)

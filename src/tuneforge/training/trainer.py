@@ -104,16 +104,17 @@ class RunTrainerMixin:
         if isinstance(inputs, dict):
             self._count_tokens(inputs)
         loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
-        return loss + self._regularize(model).to(loss.device)
+        return self._regularized(model, loss)
 
-    def _regularize(self, model: Any) -> torch.Tensor:
-        """Backward the method's extra term, weighted so it counts once per optimizer step; its value."""
+    def _regularized(self, model: Any, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` plus the method's extra term, backwarded with a weight that counts it once per optimizer
+        step; ``loss`` itself (no new tensor, no copy) for the methods without one."""
         term = self.regularizer(self.accelerator.unwrap_model(model)) if self.regularizer else None
         if term is None:
-            return torch.zeros(())
+            return loss
         term = term / self.args.gradient_accumulation_steps
         self.accelerator.backward(term)
-        return term.detach()
+        return loss + term.detach().to(loss.device)
 
     def _count_tokens(self, inputs: dict[str, Any]) -> None:
         """Real tokens of a batch: its attention masks (CPO/ORPO keep one per side), else the ids."""
@@ -258,7 +259,7 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
             loss = loss_sum / (denom.to(loss_sum.device) if torch.is_tensor(denom) else denom)
             self.accelerator.backward(loss)
             total += loss.detach()
-        return total + self._regularize(model).to(total.device)
+        return self._regularized(model, total)
 
     @staticmethod
     def _sparse_loss(model: Any, inputs: dict[str, Any], labels: torch.Tensor) -> tuple[torch.Tensor, int, Any]:
