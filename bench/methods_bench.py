@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import peak_rss_mb, spawn_child  # noqa: E402
 from train_bench import ACCUM, BATCH, DATA, MAX_LENGTH, RANK, SEED  # noqa: E402
 
-DEFAULT_METHODS = "lora,dora,adalora,ia3,ln_tuning,freeze,full,bitfit"
+DEFAULT_METHODS = "lora,dora,adalora,ia3,ln_tuning,prompt,ptuning,prefix,adapter,freeze,full,bitfit"
 
 
 def child(variant: str, steps: int) -> None:

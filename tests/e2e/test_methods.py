@@ -20,9 +20,13 @@ from tuneforge.utils.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 #: What each method's own parameters are called inside the peft model (bitfit trains the base's biases).
-OWN = {"adalora": ("lora_A", "lora_B", "lora_E"), "ia3": ("ia3_l",), "ln_tuning": ("ln_tuning_layers",)}
+OWN = {"adalora": ("lora_A", "lora_B", "lora_E"), "ia3": ("ia3_l",), "ln_tuning": ("ln_tuning_layers",),
+       "prompt": ("prompt_encoder",), "ptuning": ("prompt_encoder",), "prefix": ("prompt_encoder",),
+       "adapter": ("bottleneck_",)}
 #: Learning rates that move these few parameters visibly within 10 steps of a tiny random model.
-LR = {"adalora": 5e-3, "ia3": 5e-2, "ln_tuning": 2e-2, "bitfit": 1e-2}
+LR = {"adalora": 5e-3, "ia3": 5e-2, "ln_tuning": 2e-2, "bitfit": 1e-2, "prompt": 5e-2, "ptuning": 5e-3,
+      "prefix": 2e-2, "adapter": 5e-3}
+METHODS = ["adalora", "ia3", "ln_tuning", "bitfit", "prompt", "ptuning", "prefix", "adapter"]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +61,7 @@ def _train(tmp_path: Path, model_dir: Path, data: Path, method: str, **method_cf
     return train(load_config(cfg), str(cfg), progress=False, echo=lambda m: None)
 
 
-@pytest.mark.parametrize("method", ["adalora", "ia3", "ln_tuning", "bitfit"])
+@pytest.mark.parametrize("method", METHODS)
 def test_method_learns_trains_only_its_parameters_evaluates_and_exports(
         tmp_path: Path, bias_model_dir: Path, sft_data: Path, method: str) -> None:
     from tuneforge.data.records import Message
@@ -78,7 +82,8 @@ def test_method_learns_trains_only_its_parameters_evaluates_and_exports(
         mine = {n: p.detach() for n, p in result.model.named_parameters() if any(o in n for o in own)}
         assert mine and all(p.requires_grad for n, p in result.model.named_parameters() if n in mine)
         moved = {"ia3": lambda p: not torch.equal(p, torch.ones_like(p)),
-                 "adalora": lambda p: p.abs().sum() > 0}.get(method)
+                 "adalora": lambda p: p.abs().sum() > 0,
+                 "adapter": lambda p: p.abs().sum() > 0}.get(method)  # the up-projections start at zero
         if moved:
             assert any(moved(p) for p in mine.values())
     # eval on the held-out test split: the tuned model predicts the answers better than its base
@@ -86,10 +91,16 @@ def test_method_learns_trains_only_its_parameters_evaluates_and_exports(
     assert out.exit_code == 0, out.output
     metrics = json.loads(out.stdout[out.stdout.index("{"):])["metrics"]
     assert metrics["tuned"]["ppl"] < metrics["base"]["ppl"], metrics
-    # export merges what can be merged, verifies it, and chat answers the same from the run and the export
-    exported = export_run(str(result.run.root), str(tmp_path / "out"))
-    assert exported.merged == method_spec(method).adapter
+    # export merges what can be merged, else saves the adapter saying why; both verified against the run;
+    # chat answers the same from the run and the export
+    exported, spec = export_run(str(result.run.root), str(tmp_path / "out")), method_spec(method)
+    assert exported.merged == (spec.adapter and spec.merges)
     assert exported.verification.ok and exported.verification.max_logit_diff < 1e-3
+    if spec.adapter and not spec.merges:
+        assert "cannot be merged" in exported.note and spec.merge_blocker in exported.note
+        assert (tmp_path / "out" / "adapter_config.json").is_file()
+        meta = json.loads((tmp_path / "out" / "tuneforge_training.json").read_text())
+        assert meta["merged"] is False and meta["not_merged_because"] == spec.merge_blocker
     ask, opts = [Message("user", "What is 1 plus 2?")], GenerationOptions(8, 0.0)
     assert Engine.load(str(result.run.root)).chat(ask, opts) == Engine.load(str(tmp_path / "out")).chat(ask, opts)
 
@@ -152,3 +163,51 @@ def test_bitfit_on_a_model_without_biases_names_its_architecture(tmp_path: Path,
         _train(tmp_path, tiny_model_dir, sft_data, "bitfit")
     (problem,) = info.value.problems
     assert "LlamaForCausalLM" in problem.message and "'llama'" in problem.message and problem.field == "method.name"
+
+
+@pytest.mark.parametrize("settings", [{"name": "ptuning"}, {"name": "prefix", "prompt_learning": {"prefix_projection": True}}])
+def test_a_reparameterised_prompt_encoder_resumes_exactly(tmp_path: Path, tiny_model_dir: Path, sft_data: Path,
+                                                          settings: dict[str, Any]) -> None:
+    """peft saves these adapters as the virtual tokens their encoder produces; a checkpoint also holds the
+    encoder itself, so a run interrupted at step 5 continues with the same losses as one never stopped."""
+    import os
+    import signal
+
+    from transformers import TrainerCallback
+
+    from tuneforge.training.trainer import PROMPT_ENCODER_FILE
+
+    class CtrlC(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    steps = {"learning_rate": 5e-3, "max_steps": 10, "save_steps": 100, "eval_steps": 100}
+    runs = {}
+    for name, callbacks in (("a", []), ("b", [CtrlC()])):
+        cfg = write_config(tmp_path / name, tiny_model_dir, sft_data, method=settings, training=steps,
+                           evaluation={"auto": False, "forgetting": False})
+        runs[name] = train(load_config(cfg), str(cfg), progress=False, echo=lambda m: None, callbacks=callbacks)
+    assert runs["b"].interrupted
+    assert (runs["b"].run.root / "checkpoints" / "checkpoint-5" / PROMPT_ENCODER_FILE).is_file()
+    cfg = tmp_path / "b" / "run.yaml"
+    train(load_config(cfg), str(cfg), progress=False, echo=lambda m: None)
+    ours, theirs = losses(runs["b"].run.root), losses(runs["a"].run.root)
+    assert sorted(ours) == list(range(1, 11))
+    for step in range(6, 11):
+        assert abs(ours[step] - theirs[step]) < 1e-5, (step, ours[step], theirs[step])
+
+
+@pytest.mark.parametrize(("method", "context", "fix"), [("lora", 100, "at most 100"), ("prompt", 140, "at most 120")])
+def test_max_length_beyond_the_model_s_context_is_refused(tmp_path: Path, tokenizer: Any, sft_data: Path,
+                                                          method: str, context: int, fix: str) -> None:
+    """data.max_length 128 (+ 20 virtual tokens for prompt tuning) against max_position_embeddings."""
+    from tuneforge.models.tiny import save_tiny
+
+    model = save_tiny(tokenizer, tmp_path / "short", max_position_embeddings=context)
+    cfg = write_config(tmp_path, model, sft_data, method={"name": method})
+    with pytest.raises(ConfigError) as info:
+        train(load_config(cfg), str(cfg), progress=False, echo=lambda m: None)
+    (problem,) = info.value.problems
+    assert problem.field == "data.max_length" and str(context) in problem.message and fix in problem.fix
+    assert not (tmp_path / "runs" / "r" / "model").exists()

@@ -122,18 +122,24 @@ def test_estimate_command_measures_a_probe(tmp_path: Path, tiny_model_dir: Path,
     assert [(p.training.max_steps, p.evaluation.forgetting, p.evaluation.auto) for p in probes] == [(3, False, False)]
 
 
-@pytest.mark.parametrize("method", ["full", "freeze", "bitfit", "lora", "dora", "adalora", "ia3", "ln_tuning"])
-def test_every_method_s_trainable_estimate_is_its_real_count(tmp_path: Path, tokenizer: Any, method: str) -> None:
-    """The estimate's rule and the method as applied agree, on a model with biases (for bitfit)."""
+@pytest.mark.parametrize(("method", "settings"), [
+    ("full", {}), ("freeze", {}), ("bitfit", {}), ("lora", {}), ("dora", {}), ("adalora", {}), ("ia3", {}),
+    ("ln_tuning", {}), ("prompt", {}), ("ptuning", {}), ("ptuning", {"encoder": "lstm", "encoder_hidden_size": 24}),
+    ("prefix", {}), ("prefix", {"prefix_projection": True, "encoder_hidden_size": 24}), ("adapter", {})])
+def test_every_method_s_trainable_estimate_is_its_real_count(tmp_path: Path, tokenizer: Any, method: str,
+                                                             settings: dict[str, Any]) -> None:
+    """The estimate's rule and the method as applied agree, on a model with biases (for bitfit) and grouped
+    queries (prefix tuning stores keys and values at the smaller kv width)."""
     from tuneforge.advice.recommend import setup_from_config
     from tuneforge.config import RunConfig
     from tuneforge.models.tiny import save_tiny
     from tuneforge.models.tuning import TUNING, trainable_summary
 
-    folder = save_tiny(tokenizer, tmp_path / "m", attention_bias=True)
+    folder = save_tiny(tokenizer, tmp_path / "m", attention_bias=True, num_key_value_heads=2)
     freeze = {"trainable_layers": 1, "unfreeze_at": [0.5]}  # two phases: both layers held for the optimizer
     cfg = RunConfig.model_validate({"data": {"datasets": ["x.json"]},
-                                    "method": {"name": method, "lora": {"rank": 4}, "freeze": freeze}})
+                                    "method": {"name": method, "lora": {"rank": 4}, "freeze": freeze,
+                                               "prompt_learning": {"virtual_tokens": 5, **settings}}})
     model = TUNING.get(method).apply(AutoModelForCausalLM.from_pretrained(folder), cfg)
     real = trainable_summary(model)["trainable"]
     assert trainable_params(model_shape(str(folder)), setup_from_config(cfg, on_gpu=False)) == real

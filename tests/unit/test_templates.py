@@ -49,8 +49,11 @@ def test_fast_split_equals_prefix_split(tokenizer: Any, name: str) -> None:
 def test_builtin_answers_are_suffix_of_their_turn(tokenizer: Any, name: str) -> None:
     tpl = resolve_template(name, tokenizer)
     turns, _ = tpl.turns(CONVERSATION)
-    assert len(turns) == 2
-    assert turns[0].answer.startswith("Hello!") and turns[1].answer.startswith("4")
+    answers = [t.answer.lstrip(" ") for t in turns]  # mistral's answers start with the space after [/INST]
+    if name == "qwen3":  # its history drops the think block: only the last answer is a suffix (trained)
+        assert len(turns) == 1 and answers[0].startswith("<think>\n\n</think>\n\n4")
+    else:
+        assert len(turns) == 2 and answers[0].startswith("Hello!") and answers[1].startswith("4")
 
 
 def test_alpaca_zh_lays_out_instruction_input_output(tokenizer: Any) -> None:
@@ -92,3 +95,63 @@ def test_tools_are_folded_into_system_when_the_template_has_no_tools(chat_templa
     tools = '[{"name": "get_time", "description": "now", "parameters": {}}]'
     text = chat_template.prompt([Message("user", "time?")], tools=tools)
     assert "get_time" in text
+
+
+#: The model cards' renderings of one conversation (system "Be brief.", two turns, reasoning on the second),
+#: with each family's own bos/eos, and the answers training learns.
+FAMILY_TOKENS = {"mistral": {"bos_token": "<s>", "eos_token": "</s>"}, "gemma": {"bos_token": "<bos>", "eos_token": "<eos>"},
+                 "phi3": {"bos_token": "<s>", "eos_token": "<|endoftext|>"}, "qwen3": {"eos_token": "<|im_end|>"},
+                 "glm4": {"eos_token": "<|endoftext|>"},
+                 "deepseek3": {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>"}}
+REFERENCE = {
+    "qwen3": ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!"
+              "<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n2 plus 2 is 4.\n</think>"
+              "\n\n4<|im_end|>\n",
+              # history turns drop their reasoning, so only the last answer is a suffix: it alone is trained
+              ["<think>\n2 plus 2 is 4.\n</think>\n\n4<|im_end|>"]),
+    "mistral": ("<s>[INST] Be brief.\n\nHi[/INST] Hello!</s>[INST] 2+2?[/INST] <think>\n2 plus 2 is 4.\n</think>\n\n4</s>",
+                [" Hello!</s>", " <think>\n2 plus 2 is 4.\n</think>\n\n4</s>"]),
+    "gemma": ("<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
+              "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n<think>\n2 plus 2 is 4.\n</think>\n\n4"
+              "<end_of_turn>\n", ["Hello!<end_of_turn>", "<think>\n2 plus 2 is 4.\n</think>\n\n4<end_of_turn>"]),
+    "phi3": ("<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello!<|end|>\n<|user|>\n2+2?<|end|>\n"
+             "<|assistant|>\n<think>\n2 plus 2 is 4.\n</think>\n\n4<|end|>\n<|endoftext|>",
+             ["Hello!<|end|>", "<think>\n2 plus 2 is 4.\n</think>\n\n4<|end|>"]),
+    "glm4": ("[gMASK]<sop><|system|>\nBe brief.<|user|>\nHi<|assistant|>\nHello!<|user|>\n2+2?<|assistant|>\n<think>\n"
+             "2 plus 2 is 4.\n</think>\n\n4<|user|>", ["Hello!<|user|>", "<think>\n2 plus 2 is 4.\n</think>\n\n4<|user|>"]),
+    "deepseek3": ("<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi<｜Assistant｜>Hello!<｜end▁of▁sentence｜><｜User｜>2+2?"
+                  "<｜Assistant｜><think>\n2 plus 2 is 4.\n</think>\n\n4<｜end▁of▁sentence｜>",
+                  ["Hello!<｜end▁of▁sentence｜>", "<think>\n2 plus 2 is 4.\n</think>\n\n4<｜end▁of▁sentence｜>"]),
+}
+GENERATION_PROMPT = {"qwen3": "<|im_start|>assistant\n", "mistral": "[INST] Hi[/INST]", "gemma": "<start_of_turn>model\n",
+                     "phi3": "<|assistant|>\n", "glm4": "<|assistant|>\n", "deepseek3": "<｜Assistant｜>"}
+
+
+def _family_template(name: str) -> Any:
+    from tuneforge.data.templates.base import ChatTemplate
+
+    spec, special = TEMPLATES.get(name), FAMILY_TOKENS[name]
+    return ChatTemplate(name, spec.source, special, spec.eot or special["eos_token"], spec.markers,
+                        supports_reasoning="reasoning_content" in spec.source)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_family_templates_render_as_their_model_cards(name: str) -> None:
+    conv = [Message("user", "Hi"), Message("assistant", "Hello!"), Message("user", "2+2?"),
+            Message("assistant", "4", reasoning="2 plus 2 is 4.")]
+    tpl = _family_template(name)
+    expected, answers = REFERENCE[name]
+    dicts, _ = tpl.to_dicts(conv, system="Be brief.")
+    assert tpl.render(dicts) == expected
+    turns, tail = tpl.turns(conv, system="Be brief.")
+    assert [t.answer for t in turns if t.trained] == answers
+    assert tpl.prompt(conv[:1]).endswith(GENERATION_PROMPT[name])
+
+
+def test_qwen3_trains_an_empty_think_block_and_switches_thinking_off() -> None:
+    tpl = _family_template("qwen3")
+    turns, _ = tpl.turns([Message("user", "Hi"), Message("assistant", "Hello!")])
+    assert [t.answer for t in turns] == ["<think>\n\n</think>\n\nHello!<|im_end|>"]  # the card's no-reasoning layout
+    dicts, _ = tpl.to_dicts([Message("user", "Hi")])
+    off = tpl._compiled.render(messages=dicts, add_generation_prompt=True, enable_thinking=False, **tpl.special)
+    assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")

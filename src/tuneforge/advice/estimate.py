@@ -100,6 +100,11 @@ class Setup:
     init_rank: int = 12  # adalora: the starting rank (the optimizer holds it from the start)
     targets: list[str] | None = None  # ia3 / ln_tuning modules; None: peft's defaults for the architecture
     feedforward: list[str] | None = None  # ia3: which targets are rescaled at their input
+    virtual_tokens: int = 20  # prompt / ptuning / prefix
+    encoder: str = "mlp"  # ptuning: mlp | lstm
+    encoder_hidden: int | None = None  # ptuning and projected prefix: encoder width (None: the hidden size)
+    prefix_projection: bool = False
+    adapter_size: int | None = None  # adapter: bottleneck width (None: hidden / 16, at least 8)
     quant_bits: int = 4
     zero_stage: int = 0
     offload: bool = False
@@ -124,25 +129,58 @@ def _freeze_params(shape: ModelShape, s: Setup) -> int:
 
 def _ia3_params(shape: ModelShape, s: Setup) -> int:
     """One vector per rescaled layer: its output size, or its input size for a feed-forward layer."""
-    from peft.utils import (
-        TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as FEEDFORWARD,
-    )
-    from peft.utils import (
-        TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as TARGETS,
-    )
+    from tuneforge.models.tuning.peft_methods import ia3_default_targets
 
-    targets = s.targets or TARGETS.get(shape.model_type, [])
-    ff = s.feedforward if s.feedforward is not None else FEEDFORWARD.get(shape.model_type, [])
+    targets, ff = s.targets, s.feedforward
+    if targets is None:
+        targets, guessed = ia3_default_targets(shape.model_type, set(shape.linear_per_layer))
+        ff = guessed if ff is None else ff
+    targets, ff = targets or [], ff or []
     return shape.layers * sum(i if name in ff else o for name, (i, o) in shape.linear_per_layer.items()
                               if name in targets)
 
 
 def _ln_params(shape: ModelShape, s: Setup) -> int:
-    from peft.utils import TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING as TARGETS
+    from tuneforge.models.tuning.peft_methods import ln_default_targets
 
-    targets = s.targets or TARGETS.get(shape.model_type, [])
+    targets = s.targets or ln_default_targets(shape.model_type, {*shape.norms_per_layer, *shape.other_norms}) or []
     return (shape.layers * sum(n for name, n in shape.norms_per_layer.items() if name in targets)
             + sum(n for name, n in shape.other_norms.items() if name in targets))
+
+
+def _linear(i: int, o: int) -> int:
+    return i * o + o
+
+
+def _ptuning_params(shape: ModelShape, s: Setup) -> int:
+    """The virtual tokens' embedding plus peft's prompt encoder: a 3-layer MLP, or a 2-layer bidirectional
+    LSTM and a 2-layer MLP head (trained; only the virtual tokens it produces are saved)."""
+    h, e = shape.hidden, s.encoder_hidden or shape.hidden
+    if s.encoder == "lstm":
+        lstm = sum(2 * 4 * (e * width + e * e + 2 * e) for width in (h, 2 * e))
+        return s.virtual_tokens * h + lstm + _linear(2 * e, 2 * e) + _linear(2 * e, h)
+    return s.virtual_tokens * h + _linear(h, e) + _linear(e, e) + _linear(e, h)
+
+
+def _prefix_params(shape: ModelShape, s: Setup) -> int:
+    """Keys and values for every layer (kv width: the k projection's output, smaller under grouped queries),
+    trained directly or through peft's 2-layer projection MLP from a small embedding."""
+    kv = shape.linear_per_layer.get("k_proj", (shape.hidden, shape.hidden))[1]
+    per_token = shape.layers * 2 * kv
+    if not s.prefix_projection:
+        return s.virtual_tokens * per_token
+    e = s.encoder_hidden or shape.hidden
+    return s.virtual_tokens * kv + _linear(kv, e) + _linear(e, per_token)
+
+
+def _adapter_params(shape: ModelShape, s: Setup) -> int:
+    """Per adapted output projection (width o): down o -> size and up size -> o, with biases."""
+    from tuneforge.models.tuning.bottleneck import DEFAULT_TARGETS
+
+    size = s.adapter_size or max(8, shape.hidden // 16)
+    targets = s.targets or DEFAULT_TARGETS
+    return shape.layers * sum(_linear(o, size) + _linear(size, o) for name, (_, o) in shape.linear_per_layer.items()
+                              if name in targets)
 
 
 #: Trainable parameters per method; ``tests/unit/test_estimate.py`` checks each against the real count.
@@ -156,6 +194,10 @@ TRAINABLE: dict[str, Callable[[ModelShape, Setup], int]] = {
     "adalora": lambda shape, s: _lora_params(shape, s, s.init_rank, extra=1),  # A, B and the singular values E
     "ia3": _ia3_params,
     "ln_tuning": _ln_params,
+    "prompt": lambda shape, s: s.virtual_tokens * shape.hidden,
+    "ptuning": _ptuning_params,
+    "prefix": _prefix_params,
+    "adapter": _adapter_params,
 }
 
 

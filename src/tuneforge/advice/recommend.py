@@ -54,7 +54,11 @@ ALIGNMENT_LR_SHARE: dict[str, float] = {s.name: s.lr_share for s in STAGE_TABLE 
 #: Stages that optimise a preference or reward signal against the model's own distribution.
 ALIGNMENT_STAGES = alignment_stages()
 #: Stages that train on preference or reward signals (alignment plus the reward model): they overfit in few epochs.
-SIGNAL_STAGES = tuple(s.name for s in STAGE_TABLE if s.family != "language")
+SIGNAL_STAGES = tuple(s.name for s in STAGE_TABLE if s.family in ("reward", "preference", "reinforcement"))
+#: LoRA-family rate multiplier for classification (measured on examples/sentiment_cls.yaml, docs/advice.md).
+CLASSIFY_LORA_FACTOR = 5.0
+#: Classification stages: a new head on a pretrained body, fine-tuned for a few epochs (docs/advice.md, "Epochs").
+CLASSIFY_STAGES = tuple(s.name for s in STAGE_TABLE if s.family == "classification")
 
 
 def _epochs(cfg: RunConfig, f: Facts) -> tuple[object, str]:
@@ -62,6 +66,10 @@ def _epochs(cfg: RunConfig, f: Facts) -> tuple[object, str]:
         epochs = 3 if f.n_train < 3_000 else 1
         return epochs, (f"{cfg.training.stage} on {f.n_train} examples: preference and reward training overfit "
                         "quickly (1-3 epochs; 3 below ~3,000 examples)")
+    if cfg.training.stage in CLASSIFY_STAGES:
+        epochs = next(e for limit, e in [(1_000, 8), (10_000, 4), (math.inf, 2)] if f.n_train < limit)
+        return epochs, (f"{cfg.training.stage} on {f.n_train} examples: a classifier fine-tunes in 2-4 epochs "
+                        "(8 below 1,000 examples, where each epoch is only a few steps)")
     table = [(300, 15), (3_000, 10), (15_000, 3), (60_000, 4), (math.inf, 2)]
     epochs = next(e for limit, e in table if f.n_train < limit)
     return epochs, f"{f.n_train} training examples: ~100 -> 15, ~1,000 -> 10, ~10,000 -> 2-3, 20-50k -> 4-5, 100k -> 2-3"
@@ -69,6 +77,13 @@ def _epochs(cfg: RunConfig, f: Facts) -> tuple[object, str]:
 
 def _learning_rate(cfg: RunConfig, f: Facts) -> tuple[object, str]:
     lr, why = _sft_learning_rate(cfg, f)
+    if cfg.training.stage in CLASSIFY_STAGES and not method_spec(cfg.method.name).adapter and f.n_params < 1e9:
+        return 3e-5, (f"{cfg.method.name} fine-tuning of a classifier below 1B: the BERT fine-tuning range "
+                      "2e-5..5e-5 (the new head learns at the same rate)")
+    if cfg.training.stage in CLASSIFY_STAGES and method_spec(cfg.method.name).uses_lora:
+        return float(f"{lr * CLASSIFY_LORA_FACTOR:.3g}"), (
+            f"{why}; x {CLASSIFY_LORA_FACTOR:g} for a classifier: its new head starts random and trains at the "
+            "adapter's rate (examples/sentiment_cls.yaml: 0.83 held-out accuracy at 2e-4, 0.97 at 1e-3)")
     share = ALIGNMENT_LR_SHARE.get(cfg.training.stage)
     if share is None:
         return lr, why
@@ -197,11 +212,14 @@ def setup_from_config(cfg: RunConfig, on_gpu: bool) -> Setup:
     shard = STRATEGIES.get(cfg.distributed.strategy).sharding(cfg)
     from tuneforge.models.tuning.peft_methods import adalora_init_rank
 
-    targets = {"ia3": m.ia3.targets, "ln_tuning": m.ln_tuning.targets}.get(m.name)
+    targets = {"ia3": m.ia3.targets, "ln_tuning": m.ln_tuning.targets, "adapter": m.adapter.targets}.get(m.name)
+    v = m.prompt_learning
     return Setup(method=m.name, precision=precision, batch=t.batch_size or 1, length=cfg.data.max_length,
                  gradient_checkpointing=t.gradient_checkpointing, lora_rank=m.lora.rank, lora_targets=m.lora.targets,
                  trainable_layers=m.freeze.trainable_layers, phases=1 + len(m.freeze.unfreeze_at),
                  init_rank=adalora_init_rank(cfg), targets=targets, feedforward=m.ia3.feedforward,
+                 virtual_tokens=v.virtual_tokens, encoder=v.encoder, encoder_hidden=v.encoder_hidden_size,
+                 prefix_projection=v.prefix_projection, adapter_size=m.adapter.size,
                  quant_bits=m.quant_bits, zero_stage=shard.zero_stage, offload=shard.offload,
                  devices=planned_world_size(cfg))
 
@@ -242,7 +260,7 @@ def _apply(cfg: RunConfig, facts: Facts, rules: list[tuple[str, str, Rule]]) -> 
 
 def _max_epochs(cfg: RunConfig) -> float:
     """The most epochs the advice allows before overfitting: 3 for preference and reward stages, else 15."""
-    return 3 if cfg.training.stage in SIGNAL_STAGES else 15
+    return 3 if cfg.training.stage in SIGNAL_STAGES else 10 if cfg.training.stage in CLASSIFY_STAGES else 15
 
 
 def _reach_min_steps(cfg: RunConfig, n_train: int, filled: list[Advice]) -> list[Advice]:

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 #: What a stage optimises. ``language``: next-token likelihood; ``reward``: a scalar scorer;
 #: ``preference``: chosen over rejected (or desirable over undesirable) answers against a reference;
-#: ``reinforcement``: rewards of the model's own samples.
-StageFamily = Literal["language", "reward", "preference", "reinforcement"]
+#: ``reinforcement``: rewards of the model's own samples; ``classification``: a label per text or per word.
+StageFamily = Literal["language", "reward", "preference", "reinforcement", "classification"]
 #: Which parameters a method trains and how it is saved. ``full``: all, saved whole; ``partial``: a subset
 #: of the model's own weights, saved whole; ``lora``: low-rank adapters configured by ``method.lora``,
 #: saved as an adapter; ``adapter``: other PEFT adapters, saved as an adapter.
@@ -71,6 +71,12 @@ class MethodSpec:
         lr_factor: The advised learning rate as a multiple of its family's rate for the model size (adapters
             2e-4 below 1B parameters, whole weights 1e-4; docs/advice.md, "Learning rate").
         lr_reason: Why the factor, for the advice line.
+        merge_blocker: Why the trained result cannot be folded into the base weights (``export`` then
+            saves the adapter beside its base); empty where it merges.
+        stages: The stages it can train (None: every stage), and ``stage_reason`` why only those.
+        packs: Whether padding-free rows work on GPU (varlen kernels); False where the method adds
+            positions to every sequence (virtual tokens), so GPU batches are padded (CPU runs each
+            sequence of a row alone either way).
     """
 
     name: str
@@ -80,11 +86,20 @@ class MethodSpec:
     quantised: bool = False
     lr_factor: float = 1.0
     lr_reason: str = ""
+    merge_blocker: str = ""
+    stages: tuple[str, ...] | None = None
+    stage_reason: str = ""
+    packs: bool = True
 
     @property
     def adapter(self) -> bool:
         """Whether the result is an adapter saved apart from the base."""
         return self.family in ("lora", "adapter")
+
+    @property
+    def merges(self) -> bool:
+        """Whether ``export`` folds the result into the base weights."""
+        return not self.merge_blocker
 
     @property
     def uses_lora(self) -> bool:
@@ -95,6 +110,14 @@ class MethodSpec:
 _STAGES = "tuneforge.training.stages"
 _METHODS = "tuneforge.models.tuning.methods"
 _PEFT = "tuneforge.models.tuning.peft_methods"
+
+#: Prompt-learning methods (virtual tokens): what they share.
+_VIRTUAL_MERGE = ("its virtual tokens are extra inputs, not a change of any weight, so there is nothing to fold "
+                  "into the base")
+_LM_STAGES = ("sft", "pt")
+_VIRTUAL_STAGES = ("the virtual tokens shift every position of the sequence, which the preference, reward and "
+                   "reinforcement trainers (TRL) do not account for")
+_VIRTUAL_LR = "only a few virtual-token embeddings train, from far away: {rate} below 1B (PEFT's examples)"
 
 #: Every training stage, in the order menus show them (the default first).
 STAGE_TABLE: tuple[StageSpec, ...] = (
@@ -117,6 +140,12 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
               f"{_STAGES}.ppo:PpoStage", evaluation="sampled_reward", lr_share=1.0),
     StageSpec("grpo", "group-relative policy optimisation with reward functions", "reinforcement",
               frozenset({"sft"}), f"{_STAGES}.grpo:GrpoStage", evaluation="sampled_reward", lr_share=1.0),
+    StageSpec("seq_cls", "sequence classification: one of N labels per text (a classification head)",
+              "classification", frozenset({"cls"}), f"{_STAGES}.classify:SeqClsStage", checks=("cls",),
+              evaluation="classification"),
+    StageSpec("token_cls", "token classification: one tag per word (NER, BIO tags)", "classification",
+              frozenset({"tagging"}), f"{_STAGES}.classify:TokenClsStage", checks=("tagging",),
+              evaluation="classification"),
 )
 
 #: Every tuning method, in the order menus show them (the default first).
@@ -132,6 +161,22 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
                "(3e-3 below 1B, the T-Few paper's rate)"),
     MethodSpec("ln_tuning", "train copies of the normalisation layers only", "adapter", f"{_PEFT}:LnTuning",
                lr_factor=5.0, lr_reason="LN tuning trains only the norm scales: 5 x the LoRA rate"),
+    MethodSpec("prompt", "prompt tuning: trained virtual-token embeddings in front of the input", "adapter",
+               f"{_PEFT}:PromptTuning", lr_factor=150.0, lr_reason=_VIRTUAL_LR.format(rate="3e-2"),
+               merge_blocker=_VIRTUAL_MERGE, stages=_LM_STAGES, stage_reason=_VIRTUAL_STAGES, packs=False),
+    MethodSpec("ptuning", "P-tuning: virtual tokens produced by a trained prompt encoder (MLP or LSTM)", "adapter",
+               f"{_PEFT}:PTuning", lr_factor=5.0, lr_reason="P-tuning's encoder is a small MLP: 5 x the LoRA rate "
+               "(1e-3 below 1B)", merge_blocker=_VIRTUAL_MERGE, stages=_LM_STAGES, stage_reason=_VIRTUAL_STAGES,
+               packs=False),
+    MethodSpec("prefix", "prefix tuning: trained keys and values in front of every layer's attention", "adapter",
+               f"{_PEFT}:PrefixTuning", lr_factor=50.0, lr_reason=_VIRTUAL_LR.format(rate="1e-2"),
+               merge_blocker=_VIRTUAL_MERGE, stages=_LM_STAGES, stage_reason=_VIRTUAL_STAGES, packs=False),
+    MethodSpec("adapter", "bottleneck adapters after attention and MLP: h + up(act(down(h)))", "adapter",
+               f"{_PEFT}:Bottleneck", lr_factor=5.0,
+               lr_reason="bottleneck adapters start as the identity and train small dense blocks: 5 x the LoRA rate "
+               "(1e-3 below 1B, as Houlsby et al.)",
+               merge_blocker="the non-linearity between the down- and up-projection is not a linear map, so no "
+                             "weight matrix of the base can absorb the adapter"),
     MethodSpec("freeze", "train the last N transformer layers (optionally unfreezing more as training goes)",
                "partial", f"{_METHODS}:Freeze"),
     MethodSpec("bitfit", "train only the bias terms", "partial", f"{_METHODS}:BitFit", lr_factor=10.0,

@@ -12,7 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tuneforge.config.catalog import METHOD_NAMES, METHOD_TABLE, STAGE_NAMES, STAGE_TABLE, names_text
+from tuneforge.config.catalog import (
+    METHOD_NAMES,
+    METHOD_TABLE,
+    STAGE_NAMES,
+    STAGE_TABLE,
+    method_spec,
+    names_text,
+)
 
 # The allowed names come from the one table in config/catalog.py (a tuple subscript spreads into the Literal).
 Stage = Literal[STAGE_NAMES]  # type: ignore[valid-type]
@@ -200,6 +207,41 @@ class LnTuningSettings(Section):
                                       "(llama: input_layernorm, post_attention_layernorm, norm).")
 
 
+#: The text prompt tuning starts its virtual tokens from (the embeddings of its tokens, repeated to fill them).
+PROMPT_INIT_TEXT = "Answer the user's request helpfully, accurately and concisely."
+
+
+class PromptLearningSettings(Section):
+    """prefix, prompt and ptuning: trained virtual tokens in front of every input (docs/advice.md, "The other PEFT methods")."""
+
+    virtual_tokens: int = Field(20, gt=0, le=512, description="Virtual tokens trained in front of every input "
+                                "(prefix: per layer, as keys and values); they count against the model's context.")
+    init_text: str | None = Field(PROMPT_INIT_TEXT, description="prompt: start the virtual tokens from the "
+                                  "embeddings of this text (repeated or cut to virtual_tokens); prefix (without "
+                                  "prefix_projection): start from the keys and values the base computes for it. "
+                                  "null starts them at random, which trains slower (Lester et al. 2021) and for "
+                                  "prefix makes the model far worse than its base at the start.")
+    encoder: Literal["mlp", "lstm"] = Field("mlp", description="ptuning: the prompt encoder that produces the "
+                                            "virtual tokens.")
+    encoder_hidden_size: int | None = Field(None, gt=0, description="ptuning (and prefix with prefix_projection): "
+                                            "width of the encoder MLP; default the model's hidden size.")
+    prefix_projection: bool = Field(False, description="prefix: produce the per-layer keys and values through an "
+                                    "MLP from a small embedding (Li & Liang 2021), instead of training them directly.")
+
+
+class AdapterSettings(Section):
+    """Bottleneck adapters on the attention and MLP outputs: h + up(act(down(h)))."""
+
+    size: int | None = Field(None, gt=0, description="Bottleneck width; default hidden size / 16 (at least 8), the "
+                             "reduction factor 16 of Pfeiffer et al.")
+    activation: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="Non-linearity between the "
+                                                                "down- and up-projection.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter's input.")
+    targets: list[str] | None = Field(None, description="Linear layers whose output is adapted; default the "
+                                      "attention and MLP output projections (o_proj, down_proj and their names in "
+                                      "other architectures).")
+
+
 class MethodConfig(Section):
     """How parameters are tuned."""
 
@@ -210,6 +252,8 @@ class MethodConfig(Section):
     adalora: AdaLoraSettings = Field(default_factory=AdaLoraSettings)
     ia3: Ia3Settings = Field(default_factory=Ia3Settings)
     ln_tuning: LnTuningSettings = Field(default_factory=LnTuningSettings)
+    prompt_learning: PromptLearningSettings = Field(default_factory=PromptLearningSettings)
+    adapter: AdapterSettings = Field(default_factory=AdapterSettings)
     quant_bits: Literal[4, 8] = Field(4, description="qlora: 4-bit NF4 (double quantisation) or 8-bit.")
 
 
@@ -347,6 +391,18 @@ class OutputConfig(Section):
     dir: str = Field("runs", description="Parent folder of run folders.")
     name: str | None = Field(None, description="Run folder name; default derived from the config file name.")
     overwrite: bool = Field(False, description="Overwrite a finished run with the same name.")
+    report_to: list[Literal["tensorboard", "wandb", "swanlab", "mlflow"]] = Field(
+        default_factory=lambda: ["tensorboard"], description="Experiment trackers that receive the resolved config, "
+        "the losses and the evaluation metrics. wandb and swanlab run offline (into <dir>/wandb, <dir>/swanlog) "
+        "unless you configured them; mlflow logs to <dir>/mlruns unless MLFLOW_TRACKING_URI is set; tensorboard "
+        "writes <run>/tensorboard. [] logs to none.")
+    project: str = Field("tuneforge", description="Project (wandb, swanlab) or experiment (mlflow) name; the "
+                         "trackers' own environment variables (WANDB_PROJECT, ...) take precedence.")
+
+    @field_validator("report_to")
+    @classmethod
+    def _once_each(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
 
 
 class ParamSpace(Section):
@@ -482,3 +538,11 @@ class RunConfig(Section):
         description="Multi-stage incremental training: each stage starts from the previous one's result, "
         "replays earlier data and defaults to half the previous learning rate.",
     )
+
+    @model_validator(mode="after")
+    def _method_fits_stage(self) -> RunConfig:
+        spec = method_spec(self.method.name)
+        if spec.stages is not None and self.training.stage not in spec.stages:
+            raise ValueError(f"method {spec.name!r} trains only stage {names_text(spec.stages)}, not "
+                             f"{self.training.stage!r}: {spec.stage_reason}; use method lora for this stage")
+        return self

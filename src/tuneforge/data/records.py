@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["system", "user", "assistant", "tool_call", "tool"]
-Kind = Literal["sft", "pt", "pairwise", "unpaired"]
+Kind = Literal["sft", "pt", "pairwise", "unpaired", "cls", "tagging"]
 
 #: Roles the model produces (trained); the others are prompt side.
 MODEL_ROLES = frozenset({"assistant", "tool_call"})
@@ -52,6 +52,8 @@ class Example:
     ``pairwise``: ``messages`` is the prompt (ending with a user/tool turn); ``chosen`` / ``rejected`` answer it.
     ``unpaired`` (KTO): ``messages`` is the prompt, ``completion`` the answer and ``label`` desirable or not.
     ``pt``: ``text`` only.
+    ``cls`` (sequence classification): ``text`` and its class in ``category``.
+    ``tagging`` (token classification): ``words`` and one tag per word in ``tags``.
     """
 
     kind: Kind
@@ -64,6 +66,9 @@ class Example:
     completion: Message | None = None
     label: bool | None = None
     text: str = ""
+    category: str = ""
+    words: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
     def turns(self) -> list[Message]:
         """Every message: the conversation, then the chosen, rejected or labelled answer where there is one."""
@@ -71,14 +76,16 @@ class Example:
 
     def texts(self) -> list[str]:
         """Every text in the example (for placeholder filling, duplicate and quality checks)."""
-        out = [self.system, self.tools, self.text]
+        out = [self.system, self.tools, self.text, " ".join(self.words)]
         out += [t for m in self.turns() for t in (m.reasoning, m.content)]
         return [t for t in out if t]
 
     def prompt_text(self) -> str:
         """The first user turn (or the text of a pt example): what 'leading phrase' checks look at."""
-        if self.kind == "pt":
+        if self.kind in ("pt", "cls"):
             return self.text
+        if self.kind == "tagging":
+            return " ".join(self.words)
         for m in self.messages:
             if m.role == "user":
                 return m.content
@@ -88,5 +95,9 @@ class Example:
         """The trained answer(s) joined, for duplicate detection."""
         if self.kind == "sft":
             return "\n".join(m.content for m in self.messages if m.role in MODEL_ROLES)
+        if self.kind == "cls":
+            return self.category
+        if self.kind == "tagging":
+            return " ".join(self.tags)
         parts = [m.content for m in (self.chosen, self.rejected, self.completion) if m is not None]
         return "\n".join(parts) if parts else self.text

@@ -34,6 +34,7 @@ from tuneforge.utils.names import Registry
 HEADLINE_OF: dict[str, tuple[str, str]] = {
     "pairwise": ("preference_accuracy", "reward_margin"), "unpaired": ("log_ratio_gap", "logp_gap"),
     "reward_model": ("accuracy", "margin"), "sampled_reward": ("reward", "sampled_reward"),
+    "classification": ("accuracy", "macro_f1"),
 }
 #: Stage -> its headline metrics (each stage names its evaluation in config/catalog.py).
 HEADLINE: dict[str, tuple[str, str]] = {s.name: HEADLINE_OF[s.evaluation] for s in STAGE_TABLE if s.evaluation}
@@ -46,15 +47,18 @@ class Measured:
     metrics: dict[str, dict[str, float | None]]
     rows: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)  # why a metric could not be measured
+    sections: list[str] = field(default_factory=list)  # markdown after the metrics table (per-class report)
+    figures: list[Path] = field(default_factory=list)  # charts written beside eval.md (a confusion matrix)
 
 
 @dataclass
 class Models:
     """The tuned model and a way to compute as the base (adapter off, or a separate copy)."""
 
-    tuned: Any  # an Engine (policy stages) or a RewardScorer (rm)
+    tuned: Any  # an Engine (policy stages), a RewardScorer (rm) or a Classifier (seq_cls, token_cls)
     base: Any  # a BaseView (policy stages) or None
     run: str
+    out_dir: Path | None = None  # where the evaluation's files go (an evaluator may add charts)
 
 
 Evaluator = Callable[[RunConfig, Models, list[Example]], Measured]
@@ -256,10 +260,17 @@ def _source(engine: Any) -> Any:
     return ModelSource(engine, "tuned")
 
 
+def classification(cfg: RunConfig, models: Models, examples: list[Example]) -> Measured:
+    """seq_cls, token_cls: accuracy and macro-F1 (``evaluation/classification.py``)."""
+    from tuneforge.evaluation.classification import classification as measure
+
+    return measure(cfg, models, examples, models.out_dir)
+
+
 _sampled = partial(generated_reward, samples=SAMPLES)
 #: Each held-out evaluation by the name config/catalog.py's stage table gives it.
 EVALUATION_KINDS: dict[str, Evaluator] = {"pairwise": pairwise, "unpaired": unpaired, "reward_model": reward_model,
-                                          "sampled_reward": _sampled}
+                                          "sampled_reward": _sampled, "classification": classification}
 for _spec in STAGE_TABLE:
     if _spec.evaluation:
         EVALUATORS.register(_spec.name, EVALUATION_KINDS[_spec.evaluation])
@@ -277,7 +288,8 @@ def verdict(stage: str, metrics: dict[str, dict[str, float | None]]) -> list[str
     return out
 
 
-def markdown(stage: str, n: int, where: str, metrics: dict[str, dict[str, float | None]], lines: list[str]) -> str:
+def markdown(stage: str, n: int, where: str, metrics: dict[str, dict[str, float | None]], lines: list[str],
+             sections: list[str] | None = None) -> str:
     """The evaluation section of report.md for a preference, reward or RL run."""
     keys = list(dict.fromkeys(k for m in metrics.values() for k in m))
     from tuneforge.evaluation.report import SECTION_END, SECTION_START
@@ -289,7 +301,10 @@ def markdown(stage: str, n: int, where: str, metrics: dict[str, dict[str, float 
         cells = ["-" if v is None else f"{v:.3f}" for v in (b, t)]
         delta = "-" if b is None or t is None else f"{t - b:+.3f}"
         out.append(f"| {k} | {cells[0]} | {cells[1]} | {delta} |")
-    out += [""] + [f"- {line}" for line in lines] + ["", SECTION_END, ""]
+    out += [""] + [f"- {line}" for line in lines] + [""]
+    for section in sections or []:
+        out += [section, ""]
+    out += [SECTION_END, ""]
     return "\n".join(out)
 
 
@@ -300,8 +315,8 @@ def write_files(out_dir: Path, stage: str, n: int, where: str, measured: Measure
     summary = {"n": n, "stage": stage, "held_out": where, "metrics": measured.metrics, "verdict": lines}
     files[0].write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     files[1].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in measured.rows), encoding="utf-8")
-    files[2].write_text(markdown(stage, n, where, measured.metrics, lines), encoding="utf-8")
-    return files
+    files[2].write_text(markdown(stage, n, where, measured.metrics, lines, measured.sections), encoding="utf-8")
+    return files + measured.figures
 
 
 def evaluate_stage(cfg: RunConfig, run: str, base_path: str | None, out_dir: Path, tuned: Any = None,
@@ -331,13 +346,19 @@ def evaluate_stage(cfg: RunConfig, run: str, base_path: str | None, out_dir: Pat
         examples = load_data(cfg.data, [DatasetSpec(path=file)]).examples, file
     items, where = examples or held_out(cfg, split)
     echo(f"eval: {stage} metrics on {len(items)} held-out examples ({where})")
-    measured = EVALUATORS.get(stage)(cfg, _models(cfg, run, base_path, tuned), items)
+    models = _models(cfg, run, base_path, tuned)
+    models.out_dir = out_dir
+    measured = EVALUATORS.get(stage)(cfg, models, items)
     lines = verdict(stage, measured.metrics) + measured.notes
     files = write_files(out_dir, stage, len(measured.rows), where, measured, lines)
     return EvalResult(len(measured.rows), measured.metrics, {}, lines, measured.rows, files)
 
 
 def _models(cfg: RunConfig, run: str, base_path: str | None, tuned: Any) -> Models:
+    if cfg.training.stage in ("seq_cls", "token_cls"):
+        from tuneforge.models.classifier import Classifier
+
+        return Models(Classifier.load(run), None, run)
     if cfg.training.stage == "rm":
         from tuneforge.models.reward import RewardScorer
 

@@ -17,7 +17,7 @@ def perplexity(model: Any, tokenizer: Any, texts: list[str], max_length: int = 1
         if ids.shape[1] < 2:
             continue
         with torch.inference_mode():
-            logits = model(input_ids=ids).logits[0, :-1].float()
+            logits = _own_logits(model(input_ids=ids).logits, ids.shape[1])[:-1].float()
         nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum")
         total_nll += nll.item()
         total_tokens += ids.shape[1] - 1
@@ -40,7 +40,13 @@ def answer_perplexity(model: Any, tokenizer: Any, template: Any, examples: list[
         if int((target != -100).sum()) == 0:
             continue
         with torch.inference_mode():
-            logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0, :-1].float().cpu()
+            out = model(input_ids=torch.tensor([ids], device=model.device)).logits
+            logits = _own_logits(out, len(ids))[:-1].float().cpu()
         total_nll += torch.nn.functional.cross_entropy(logits, target, ignore_index=-100, reduction="sum").item()
         total_tokens += int((target != -100).sum())
     return math.exp(total_nll / total_tokens) if total_tokens else float("nan")
+
+
+def _own_logits(logits: torch.Tensor, length: int) -> torch.Tensor:
+    """The logits of the input's own ``length`` positions (prompt tuning puts its virtual tokens' first)."""
+    return logits[0, logits.shape[1] - length:]

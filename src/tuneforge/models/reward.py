@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneforge.models.loading import load_tokenizer, resolve_model, trained_folder
+from tuneforge.models.loading import load_tokenizer, peft_model_class, resolve_model, trained_folder
 from tuneforge.utils.errors import ModelError, Problem
 
 
@@ -24,12 +24,10 @@ def load_reward_model(name_or_path: str) -> tuple[Any, Any]:
             fix="point at the run of a `stage: rm` training")])
     adapter = Path(path) / "adapter_config.json"
     if adapter.is_file():
-        from peft import PeftModel
-
         base = json.loads(adapter.read_text(encoding="utf-8"))["base_model_name_or_path"]
         model = AutoModelForSequenceClassification.from_pretrained(resolve_model(base), num_labels=1,
                                                                    dtype=torch.float32)
-        model = PeftModel.from_pretrained(model, path)
+        model = peft_model_class().from_pretrained(model, path)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(resolve_model(path), num_labels=1,
                                                                    dtype=torch.float32)

@@ -105,6 +105,8 @@ def _replay(cfg: RunConfig, stage: str, n_train: int, answerer: Answerer | None)
 
 def _trained_tokens(columns: dict[str, list[Any]]) -> int:
     """Label tokens (sft, pt) or answer tokens (preference, KTO) of the training rows."""
+    if "labels" in columns and columns["labels"] and isinstance(columns["labels"][0], int):
+        return sum(len(row) for row in columns["input_ids"])  # a class per text: every input token is read
     if "labels" in columns:
         return sum(sum(1 for x in row if x != -100) for row in columns["labels"])
     return sum(len(row) for key in ("chosen_ids", "rejected_ids", "completion_ids") for row in columns.get(key, []))

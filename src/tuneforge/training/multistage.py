@@ -14,9 +14,11 @@ from typing import Any
 
 import yaml
 
+from tuneforge.config.catalog import method_spec
 from tuneforge.config.schema import RunConfig
 from tuneforge.training.rundir import run_name
 from tuneforge.training.runner import Echo, TrainResult, train
+from tuneforge.utils.errors import ConfigError, Problem
 
 
 def stage_configs(cfg: RunConfig, root: Path) -> list[RunConfig]:
@@ -40,7 +42,9 @@ def train_stages(cfg: RunConfig, config_path: str | None = None, overwrite: bool
     root = Path(cfg.output.dir) / run_name(cfg, config_path)
     results: list[TrainResult] = []
     earlier: list[tuple[str, list[Any]]] = []  # (stage, datasets) of the stages done so far
-    for i, (stage, scfg) in enumerate(zip(cfg.stages, stage_configs(cfg, root), strict=True)):
+    configs = stage_configs(cfg, root)
+    _require_mergeable_starts(configs)
+    for i, (stage, scfg) in enumerate(zip(cfg.stages, configs, strict=True)):
         policy = _last_policy(results)
         if policy is not None:
             start = _start_model(policy, export_run, echo)
@@ -52,6 +56,18 @@ def train_stages(cfg: RunConfig, config_path: str | None = None, overwrite: bool
         earlier.append((scfg.training.stage, scfg.data.datasets))
     _write_summary(root, results)
     return results
+
+
+def _require_mergeable_starts(configs: list[RunConfig]) -> None:
+    """Every policy a later stage starts from is merged first: its method must merge (checked before training)."""
+    policies = [(i, c) for i, c in enumerate(configs) if c.training.stage != "rm"]
+    problems = [Problem(f"stage {i + 1} trains method {c.method.name}, which cannot be merged into its base "
+                        f"({method_spec(c.method.name).merge_blocker}), and a later stage starts from it",
+                        field=f"stages[{i}].method.name", fix="train the earlier stages with a method that merges "
+                        "(lora, dora, ia3, freeze, full), or use the unmergeable method in the last stage only")
+                for i, c in policies[:-1] if not method_spec(c.method.name).merges]
+    if problems:
+        raise ConfigError("a later stage cannot start from an unmergeable adapter", problems)
 
 
 def _stage_of(result: TrainResult) -> str:

@@ -15,6 +15,7 @@ import yaml
 from transformers import set_seed
 
 from tuneforge.advice.recommend import recommend, step_warnings, total_steps
+from tuneforge.config.catalog import method_spec
 from tuneforge.config.schema import RunConfig
 from tuneforge.data.templates import ChatTemplate, resolve_template
 from tuneforge.data.templates.check import template_warnings
@@ -31,6 +32,7 @@ from tuneforge.training.precision import Precision, choose_precision
 from tuneforge.training.report import plot_curves, read_log, write_report
 from tuneforge.training.rundir import RunDir, open_run
 from tuneforge.training.stages import STAGES
+from tuneforge.training.trackers import close_all, open_trackers, summary_metrics
 from tuneforge.utils.errors import ConfigError, DataError, Problem, TuneforgeError
 
 Echo = Callable[[str], None]
@@ -86,13 +88,15 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
         say(f"distributed: {strategy.name}, {world.world_size()} processes ({cfg.distributed.nnodes} machine(s))")
     base = resolve_model(cfg.model.name_or_path, cfg.model.gguf_file)
     tokenizer = load_tokenizer(base, trust_remote_code=cfg.model.trust_remote_code)
-    template = resolve_template(cfg.template.name, tokenizer, cfg.template.system)
-    for w in template_warnings(template, tokenizer):
+    template = _template(cfg, tokenizer, stage)
+    for w in template_warnings(template, tokenizer) if stage.uses_template else ():
         say(f"warning: {w.message}")
     method = TUNING.get(cfg.method.name)
     set_seed(cfg.training.seed)  # new heads (a reward model's score layer) start the same in every run
     model = _load_model(base, cfg, precision, method, stage)
-    say(f"weights: {_dtype_name(model)}" + (" (frozen base; the adapter trains in fp32)" if method.adapter else ""))
+    _check_context(cfg, model, method.logit_offset(cfg))
+    say(f"weights: {_dtype_name(model)}" + (" (frozen base; the adapter trains in fp32)" if method.adapter else "")
+        + f", attention {getattr(model.config, '_attn_implementation', '?')}")
     guarded = _guards_forgetting(cfg, stage, tokenizer)
     before = world.on_main(lambda: _probe_base(run, model, tokenizer, template)) if guarded else None
     # the data is read and tokenized once, by rank 0, and handed to the other ranks
@@ -106,7 +110,8 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
     cfg, advice = recommend(cfg, n_rows, sum(p.numel() for p in model.parameters()),
                             precision.device == "cuda", n_eval=n_eval)
     cfg, stage_advice = stage.defaults(cfg, data.train.columns)
-    advice_lines = [a.line() for a in advice] + stage_advice
+    cfg, layout_advice = _method_layout(cfg, precision.device == "cuda")
+    advice_lines = [a.line() for a in advice] + stage_advice + layout_advice
     for line in advice_lines:
         say(f"advice: {line}")
     for w in step_warnings(cfg, n_rows):
@@ -115,51 +120,109 @@ def train(cfg: RunConfig, config_path: str | None = None, overwrite: bool = Fals
         _write_inputs(run, cfg, data.report, advice_lines, strategy.training_args(cfg, precision.name,
                                                                                   world.world_size()))
     set_seed(cfg.training.seed)  # adapter initialisation is random: same seed, same run
-    model = method.apply(model, cfg)
+    model = stage.after_method(method.apply(model, cfg))
     if not getattr(model, "is_loaded_in_4bit", False) and not getattr(model, "is_loaded_in_8bit", False):
         trainable_in_fp32(model)  # quantized bases: the trainers' own casts apply (RunTrainerMixin)
     counts = trainable_summary(model)
     say(f"method: {cfg.method.name}, trainable parameters {counts['trainable']:,} of {counts['total']:,}")
-    trainer, guard, interrupt = _build_trainer(cfg, run, model, tokenizer, data, precision, stage,
-                                               progress and main)
-    for callback in method.callbacks(model, cfg) + list(callbacks or []):
-        trainer.add_callback(callback)
-    trainer.regularizer = method.regularizer
-    mark("running", base_model=base)
-    started = time.perf_counter()
+    trackers = open_trackers(cfg.output.report_to, run.root, Path(cfg.output.dir), cfg.output.project,
+                             cfg.model_dump(mode="json")) if main else []
+    with _tracking(trackers, say) as track:
+        trainer, guard, interrupt = _build_trainer(cfg, run, model, tokenizer, data, precision, stage,
+                                                   progress and main, trackers)
+        for callback in method.callbacks(model, cfg) + list(callbacks or []):
+            trainer.add_callback(callback)
+        trainer.regularizer = method.regularizer
+        trainer.logit_offset = method.logit_offset(cfg)
+        mark("running", base_model=base)
+        started = time.perf_counter()
+        try:
+            trainer.train(resume_from_checkpoint=run.last_checkpoint() if resuming else None)
+            guard.raise_if_tripped(run.last_checkpoint())
+        except Exception:
+            mark("failed", step=trainer.state.global_step)
+            raise
+        seconds = time.perf_counter() - started
+        train_rows, _ = read_log(run.log)
+        final_loss = train_rows[-1]["loss"] if train_rows else None
+        if interrupt.requested:
+            mark("interrupted", step=trainer.state.global_step)
+            say(f"interrupted: checkpoint saved at step {trainer.state.global_step}; run the same command to resume")
+            return TrainResult(run, True, trainer.state.global_step, final_loss, model=trainer.model,
+                               tokens=trainer.tokens_seen, train_seconds=seconds)
+        _save_final(trainer, run, tokenizer, template if stage.uses_template else None, cfg, base, stage.name,
+                    method.adapter, stage.saved_meta(cfg))
+        if not main:
+            return TrainResult(run, False, trainer.state.global_step, final_loss, tokens=trainer.tokens_seen,
+                               train_seconds=seconds)
+        plots = plot_curves(run.log, run.plots, stage.metrics)
+        summary = {"stage": stage.name, "method": cfg.method.name, "base model": base, "steps": trainer.state.global_step,
+                   "final train loss": final_loss, "precision": f"{precision.name} ({precision.reason})",
+                   "trainable parameters": f"{counts['trainable']:,} of {counts['total']:,}",
+                   "training rows": n_rows, "model": str(run.model), **_layout(cfg)}
+        report = write_report(run.root, run.log, summary, advice_lines, plots, stage.metrics, stage.surrogate_loss,
+                              data_warnings)
+        run.set_state("finished", step=trainer.state.global_step)
+        tuned = trainer.model if strategy.name in ("none", "ddp") else None  # sharded weights: read the saved model
+        strategy.release()
+        evaluation = _auto_eval(cfg, run, tuned, tokenizer, template, data.test, base, stage, say)
+        if before is not None:
+            _forgetting(run, tuned, tokenizer, template, cfg, before, data.answers, say)
+        track(evaluation)
+        return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model,
+                           trainer.tokens_seen, seconds, evaluation, _reference(trainer))
+
+
+@contextmanager
+def _tracking(trackers: list[Any], say: Echo) -> Iterator[Callable[[Any], None]]:
+    """Close every tracker when the run ends (failed if it raised); yields a function that logs the
+    held-out evaluation to them."""
+    def record(evaluation: Any) -> None:
+        metrics = summary_metrics(evaluation)
+        for tracker in trackers:
+            if metrics:
+                tracker.log_summary(metrics)
+
     try:
-        trainer.train(resume_from_checkpoint=run.last_checkpoint() if resuming else None)
-        guard.raise_if_tripped(run.last_checkpoint())
-    except Exception:
-        mark("failed", step=trainer.state.global_step)
+        yield record
+    except BaseException:
+        for _ in close_all(trackers, ok=False):
+            pass
         raise
-    seconds = time.perf_counter() - started
-    train_rows, _ = read_log(run.log)
-    final_loss = train_rows[-1]["loss"] if train_rows else None
-    if interrupt.requested:
-        mark("interrupted", step=trainer.state.global_step)
-        say(f"interrupted: checkpoint saved at step {trainer.state.global_step}; run the same command to resume")
-        return TrainResult(run, True, trainer.state.global_step, final_loss, model=trainer.model,
-                           tokens=trainer.tokens_seen, train_seconds=seconds)
-    _save_final(trainer, run, tokenizer, template, cfg, base, stage.name, method.adapter)
-    if not main:
-        return TrainResult(run, False, trainer.state.global_step, final_loss, tokens=trainer.tokens_seen,
-                           train_seconds=seconds)
-    plots = plot_curves(run.log, run.plots, stage.metrics)
-    summary = {"stage": stage.name, "method": cfg.method.name, "base model": base, "steps": trainer.state.global_step,
-               "final train loss": final_loss, "precision": f"{precision.name} ({precision.reason})",
-               "trainable parameters": f"{counts['trainable']:,} of {counts['total']:,}",
-               "training rows": n_rows, "model": str(run.model), **_layout(cfg)}
-    report = write_report(run.root, run.log, summary, advice_lines, plots, stage.metrics, stage.surrogate_loss,
-                          data_warnings)
-    run.set_state("finished", step=trainer.state.global_step)
-    tuned = trainer.model if strategy.name in ("none", "ddp") else None  # sharded weights: read the saved model
-    strategy.release()
-    evaluation = _auto_eval(cfg, run, tuned, tokenizer, template, data.test, base, stage, say)
-    if before is not None:
-        _forgetting(run, tuned, tokenizer, template, cfg, before, data.answers, say)
-    return TrainResult(run, False, trainer.state.global_step, final_loss, report, plots, trainer.model,
-                       trainer.tokens_seen, seconds, evaluation, _reference(trainer))
+    for line in close_all(trackers, ok=True):
+        say(f"tracker {line}")
+
+
+def _check_context(cfg: RunConfig, model: Any, extra: int) -> None:
+    """Refuse a ``data.max_length`` (plus virtual tokens) beyond the positions the base model was trained on.
+
+    Past ``max_position_embeddings`` rotary and learned position embeddings are extrapolated: the model is
+    trained on positions it never saw, and its loss there says little (docs/data.md, "Length").
+    """
+    text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    context = getattr(text, "max_position_embeddings", None)
+    need = cfg.data.max_length + extra
+    if isinstance(context, int) and need > context:
+        virtual = f" + {extra} virtual tokens" if extra else ""
+        raise ConfigError("sequences longer than the model's context", [Problem(
+            f"data.max_length {cfg.data.max_length}{virtual} = {need} positions, but {type(model).__name__} supports "
+            f"{context} (max_position_embeddings)", field="data.max_length",
+            fix=f"set data.max_length to at most {context - extra}, or use a base model with a longer context")])
+
+
+def _method_layout(cfg: RunConfig, on_gpu: bool) -> tuple[RunConfig, list[str]]:
+    """Padded batches on GPU for a method that adds positions to every sequence (``MethodSpec.packs``).
+
+    A padding-free row on GPU is one sequence to peft's prompt-learning forward, which puts its virtual
+    tokens once in front of the whole row and drops the per-sequence positions. On CPU each sequence of a
+    row runs alone (``TuneforgeTrainer._pieces``), so the row layout stays.
+    """
+    if not on_gpu or not cfg.training.padding_free or method_spec(cfg.method.name).packs:
+        return cfg, []
+    cfg = cfg.model_copy(deep=True)
+    cfg.training.padding_free = False
+    return cfg, [f"training.padding_free = False  (method {cfg.method.name} puts virtual tokens in front of every "
+                 "sequence, which GPU padding-free rows cannot carry: batches are padded)"]
 
 
 def _layout(cfg: RunConfig) -> dict[str, Any]:
@@ -199,22 +262,26 @@ def _auto_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template
 
 def _stage_eval(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, template: ChatTemplate, base: str,
                 echo: Echo) -> Any:
-    """A preference, reward or RL run judged on held-out examples by its stage's metric (skipped: none held out).
+    """A preference, reward, RL or classification run judged on held-out examples by its stage's metric, on
+    ``evaluation.file`` when one is set (skipped: none held out).
 
     ``model`` None: the evaluation loads the saved run.
     """
     from tuneforge.evaluation.held_out import evaluate_stage, held_out
     from tuneforge.evaluation.report import add_to_run_report
 
+    file = cfg.evaluation.file
     try:
-        examples = held_out(cfg)  # read once, handed to the evaluation
+        examples = None if file else held_out(cfg)  # read once, handed to the evaluation
     except DataError:
         echo("eval: no held-out split (data.split), so no held-out evaluation")
         return None
     with _tuned_engine(run, model, tokenizer, template, cfg) if model is not None else nullcontext() as engine:
-        result = evaluate_stage(cfg, str(run.root), base, run.root / "eval", engine, echo=echo, examples=examples)
+        result = evaluate_stage(cfg, str(run.root), base, run.root / "eval", engine, file=file, echo=echo,
+                                examples=examples)
     md = next(p for p in result.files if p.name == "eval.md")
-    add_to_run_report(run.root / "report.md", md.read_text(encoding="utf-8"))
+    chart = next((p for p in result.files if p.suffix == ".png"), None)
+    add_to_run_report(run.root / "report.md", md.read_text(encoding="utf-8"), chart)
     for line in result.verdict:
         echo(f"eval: {line}")
     return result
@@ -287,6 +354,17 @@ def _reference(trainer: Any) -> Any:
     return getattr(trainer, "ref_model", None) or getattr(trainer, "reference", None)
 
 
+def _template(cfg: RunConfig, tokenizer: Any, stage: Any) -> ChatTemplate:
+    """The training template; a stage that reads plain text (a classifier) accepts a tokenizer without one
+    (BERT's): the template is then only a placeholder the shared path carries, never applied or saved."""
+    try:
+        return resolve_template(cfg.template.name, tokenizer, cfg.template.system)
+    except ConfigError:
+        if stage.uses_template or cfg.template.name != "auto":
+            raise
+        return resolve_template("chatml", tokenizer)
+
+
 def _stage(cfg: RunConfig) -> Any:
     if cfg.training.stage not in STAGES:
         raise ConfigError("stage not available yet", [Problem(
@@ -317,13 +395,14 @@ def _load_model(base: str, cfg: RunConfig, precision: Precision, method: Any, st
     on_gpu = precision.device == "cuda"
     quant = method.quantization_config(cfg, precision.dtype if on_gpu else torch.float32)
     dtype = weights_dtype(precision, method.adapter, cfg.training.frozen_precision, quant is not None)
-    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": _attention(on_gpu)}
+    kwargs: dict[str, Any] = {"dtype": dtype}
     if quant is not None:  # quantized weights are placed at load time: this process's own GPU
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": world.local_rank()} if on_gpu else {"": "cpu"}
     if cfg.model.device_map == "auto":  # layers spread over every GPU of this one process
         kwargs["device_map"] = "auto"
-    model = stage.load_model(base, cfg, kwargs)
+    model = _with_attention(lambda impl: stage.load_model(base, cfg, {**kwargs, "attn_implementation": impl}),
+                            _attention(on_gpu))
     model.config.use_cache = False  # required for exact padding-free attention (see data/collators.py)
     if cfg.training.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -367,6 +446,22 @@ def trainable_in_fp32(model: Any) -> int:
     return cast
 
 
+def _with_attention(load: Callable[[str], Any], preferred: str) -> Any:
+    """``load(preferred)``, falling back to SDPA, then eager attention, for architectures without the kernel.
+
+    transformers refuses an implementation an architecture does not support (gemma2 has no SDPA path in
+    5.24: its attention soft-caps the scores), so a family-agnostic first choice needs a fallback.
+    """
+    order = list(dict.fromkeys([preferred, "sdpa", "eager"]))
+    for impl in order:
+        try:
+            return load(impl)
+        except ValueError as err:
+            if "attention implementation" not in str(err) or impl == order[-1]:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _attention(on_gpu: bool) -> str:
     """flash-attention 2 on CUDA when installed, else PyTorch SDPA."""
     if on_gpu:
@@ -402,9 +497,7 @@ def _write_inputs(run: RunDir, cfg: RunConfig, report: dict[str, Any], advice: l
 
 
 def _build_trainer(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, data: Any, precision: Precision,
-                   stage: Any, progress: bool) -> tuple[Any, NanGuard, Interrupt]:
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
+                   stage: Any, progress: bool, trackers: list[Any]) -> tuple[Any, NanGuard, Interrupt]:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from tuneforge.training.stages import StageInputs
@@ -413,15 +506,16 @@ def _build_trainer(cfg: RunConfig, run: RunDir, model: Any, tokenizer: Any, data
     ref: list[Any] = []
     guard, interrupt = NanGuard(), Interrupt()
     callbacks: list[Any] = [guard, interrupt]
-    if world.is_main():  # one run folder: only rank 0 writes the log and the events
-        callbacks += [JsonlLogger(run.log, ref, stage.metrics), Progress(ref, progress),
-                      TensorBoardCallback(tb_writer=SummaryWriter(str(run.root / "tensorboard")))]
+    if world.is_main():  # one run folder: only rank 0 writes the log and the trackers
+        callbacks += [JsonlLogger(run.log, ref, stage.metrics), Progress(ref, progress)]
+        callbacks += [t.callback(run.root) for t in trackers]
     callbacks += _early_stopping(cfg, has_eval)
     on_gpu = precision.device == "cuda"
     trainer = stage.build(StageInputs(
         cfg=cfg, model=model, tokenizer=tokenizer, args=_training_args(cfg, run, precision, has_eval),
         train=data.train.columns, eval=data.eval.columns if has_eval else None, callbacks=callbacks,
-        flash=_attention(on_gpu) == "flash_attention_2", adapter=TUNING.get(cfg.method.name).adapter))
+        flash=getattr(model.config, "_attn_implementation", None) == "flash_attention_2",
+        adapter=TUNING.get(cfg.method.name).adapter))
     stage.configure(trainer, not on_gpu, cfg)
     ref.append(trainer)
     trainer.remove_callback(PrinterCallback)
@@ -459,9 +553,10 @@ def _training_args(cfg: RunConfig, run: RunDir, precision: Precision, has_eval: 
         gradient_checkpointing=False)  # enabled on the model itself, before any PEFT wrapping
 
 
-def _save_final(trainer: Any, run: RunDir, tokenizer: Any, template: ChatTemplate, cfg: RunConfig, base: str,
-                stage: str, adapter: bool) -> None:
-    """The final adapter or model, with the tokenizer carrying the training chat template."""
+def _save_final(trainer: Any, run: RunDir, tokenizer: Any, template: ChatTemplate | None, cfg: RunConfig, base: str,
+                stage: str, adapter: bool, extra: dict[str, Any] | None = None) -> None:
+    """The final adapter or model, with the tokenizer carrying the training chat template; ``extra``: the
+    stage's own metadata (``Stage.saved_meta``)."""
     import shutil
 
     tmp = run.root / ".model.tmp"
@@ -474,11 +569,14 @@ def _save_final(trainer: Any, run: RunDir, tokenizer: Any, template: ChatTemplat
     if not world.is_main():
         return
     _require_weights(tmp, adapter)
-    tokenizer.chat_template = template.source  # chat, serve, eval and export render as training did
+    if template is not None:  # chat, serve, eval and export render as training did (a classifier reads plain text)
+        tokenizer.chat_template = template.source
     tokenizer.save_pretrained(str(tmp))
     meta = {"base_model": base, "stage": stage, "method": cfg.method.name, "adapter": adapter,
-            "template": template.name, "system": cfg.template.system, "eot": template.eot, "steps": trainer.state.global_step,
-            "max_length": cfg.data.max_length, "total_steps_planned": total_steps(cfg, len(trainer.train_dataset))}
+            "template": template.name if template else None, "system": cfg.template.system,
+            "eot": template.eot if template else None, "steps": trainer.state.global_step,
+            "max_length": cfg.data.max_length, "total_steps_planned": total_steps(cfg, len(trainer.train_dataset)),
+            **(extra or {})}
     (tmp / "tuneforge_training.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     if run.model.exists():
         shutil.rmtree(run.model)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from itertools import pairwise
 from typing import Any
 
@@ -19,6 +20,8 @@ from transformers.trainer_utils import rotate_checkpoints
 from tuneforge.utils.errors import Problem, TuneforgeError
 
 IGNORE = -100
+#: A checkpoint's copy of a reparameterised prompt encoder (P-tuning, projected prefix tuning).
+PROMPT_ENCODER_FILE = "prompt_encoder.safetensors"
 #: Free disk space required before a checkpoint, as a multiple of its estimated size.
 DISK_MARGIN = 1.2
 
@@ -101,7 +104,7 @@ class RunTrainerMixin:
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         """Count the step's real tokens, then train as the base class does."""
-        if isinstance(inputs, dict):
+        if isinstance(inputs, Mapping):  # a collator may return a BatchEncoding (a UserDict)
             self._count_tokens(inputs)
         loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
         return self._regularized(model, loss)
@@ -153,9 +156,39 @@ class RunTrainerMixin:
             self._staging = None
         self.accelerator.wait_for_everyone()  # every rank's part is on disk
         if self.args.process_index == 0:
+            self._save_prompt_encoder(os.path.join(staging, name))
             self._publish(os.path.join(staging, name), os.path.join(run_dir, name))
         self._point_best_at(run_dir, os.path.join(run_dir, name))
         self.accelerator.wait_for_everyone()  # no rank goes on before the checkpoint is in place
+
+    def _save_prompt_encoder(self, folder: str) -> None:
+        """The whole prompt encoder of P-tuning / projected prefix tuning, beside peft's adapter file.
+
+        peft saves a prompt-learning adapter as the virtual tokens the encoder *produces*; the encoder's own
+        weights (an MLP or LSTM over a small embedding), which the optimizer state in the checkpoint belongs
+        to, are not in it. A resumed run loads them from here (:meth:`_load_from_checkpoint`).
+        """
+        encoders = getattr(self.accelerator.unwrap_model(self.model), "prompt_encoder", None)
+        if encoders is None or not any(len(list(e.children())) > 1 for e in encoders.values()):
+            return
+        from safetensors.torch import save_file
+
+        state = {f"{name}.{k}": v.detach().cpu().contiguous() for name, e in encoders.items()
+                 for k, v in e.state_dict().items()}
+        save_file(state, os.path.join(folder, PROMPT_ENCODER_FILE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """transformers' resume, or for a reparameterised prompt encoder its whole saved state (see above)."""
+        path = os.path.join(resume_from_checkpoint, PROMPT_ENCODER_FILE)
+        if not os.path.isfile(path):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
+            return
+        from safetensors.torch import load_file
+
+        encoders = self.accelerator.unwrap_model(self.model).prompt_encoder
+        state = load_file(path)
+        for name, encoder in encoders.items():
+            encoder.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")})
 
     def _point_best_at(self, run_dir: str, final: str) -> None:
         """The best checkpoint's published path (the parent recorded the staging path, or none at all)."""
@@ -209,6 +242,8 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
     split_packed = False
     #: Padded tokens per forward/backward when a row is split (see _pieces): 1 runs one sequence at a time.
     piece_tokens = 1
+    #: Output positions the model puts before the input's own (prompt and P-tuning's virtual tokens).
+    logit_offset = 0
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
@@ -261,11 +296,11 @@ class TuneforgeTrainer(RunTrainerMixin, Trainer):
             total += loss.detach()
         return self._regularized(model, total)
 
-    @staticmethod
-    def _sparse_loss(model: Any, inputs: dict[str, Any], labels: torch.Tensor) -> tuple[torch.Tensor, int, Any]:
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        keep[:, :-1] = labels[:, 1:] != IGNORE
-        targets = labels[:, 1:][keep[:, :-1]]
+    def _sparse_loss(self, model: Any, inputs: dict[str, Any], labels: torch.Tensor) -> tuple[torch.Tensor, int, Any]:
+        # the model's output may start with positions of its own (prompt tuning's virtual tokens): never kept
+        keep = labels.new_zeros((labels.shape[0], self.logit_offset + labels.shape[1]), dtype=torch.bool)
+        keep[:, self.logit_offset:-1] = labels[:, 1:] != IGNORE
+        targets = labels[:, 1:][keep[:, self.logit_offset:-1]]
         outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
         logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
         return F.cross_entropy(logits.float(), targets, reduction="sum"), targets.numel(), outputs

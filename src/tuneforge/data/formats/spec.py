@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from tuneforge.data.formats import columns, conversation, text
+from tuneforge.data.formats import columns, conversation, labels, text
 from tuneforge.data.records import Example, Origin
 from tuneforge.utils.errors import Problem
 from tuneforge.utils.names import Registry
 
-Family = Literal["columns", "conversation", "conversation_pairs", "text"]
+Family = Literal["columns", "conversation", "conversation_pairs", "text", "classification", "tagging"]
 
 #: Conversation tags, LLaMA-Factory names: which key holds the role/content and what each role is called.
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
@@ -96,6 +96,12 @@ _PRESETS = [
                "Code: problem, solution", detect=lambda keys, _: {"problem", "solution"} <= keys),
     FormatSpec("qa", "columns", {"prompt": "question", "response": "answer", "system": "system"},
                "Question answering: question, answer", detect=lambda keys, _: {"question", "answer"} <= keys),
+    FormatSpec("classification", "classification", {"text": "text", "label": "label"},
+               "Sequence classification: text, label (a class name or integer)",
+               detect=lambda keys, _: {"text", "label"} <= keys),
+    FormatSpec("tagging", "tagging", {"tokens": "tokens", "tags": "tags"},
+               "Token classification: tokens (words) and tags (one per word, e.g. BIO)",
+               detect=lambda keys, _: {"tokens", "tags"} <= keys),
     FormatSpec("text", "text", {"text": "text"}, "Pre-training text: a 'text' field, or .txt lines",
                detect=lambda keys, _: "text" in keys),
 ]
@@ -107,6 +113,8 @@ _PARSERS: dict[Family, Callable[[dict[str, Any], FormatSpec, Origin], Example | 
     "conversation": conversation.parse,
     "conversation_pairs": conversation.parse_pairs,
     "text": text.parse,
+    "classification": labels.parse_classification,
+    "tagging": labels.parse_tagging,
 }
 
 

@@ -34,6 +34,7 @@ class ProcessOptions:
     train_on_prompt: bool = False
     mask_history: bool = False
     encoder: PieceEncoder | None = None
+    labels: dict[str, int] | None = None  # classification: the run's label -> id (processors/labels.py)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """Tokenize rendered texts (cached pieces between special tokens)."""

@@ -78,6 +78,95 @@ _LLAMA3 = (
 )
 
 
+# Qwen3: ChatML; the assistant turns after the last user message carry their reasoning in a <think> block
+# (an empty one on the last turn when there is none, as the model card's template does); earlier turns drop
+# it. enable_thinking=false (apply_chat_template's switch) opens the answer with an empty block.
+_QWEN3 = (
+    "{%- set ns = namespace(last_query=-1) -%}"
+    "{%- for m in messages -%}{%- if m['role'] == 'user' -%}{%- set ns.last_query = loop.index0 -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'assistant' -%}"
+    "{%- set reasoning = m['reasoning_content'] if m['reasoning_content'] is defined and m['reasoning_content']"
+    " else '' -%}"
+    "{%- if loop.index0 > ns.last_query and (loop.last or reasoning) -%}"
+    "{{- '<|im_start|>assistant\n<think>\n' + reasoning.strip('\n') + '\n</think>\n\n'"
+    " + m['content'].lstrip('\n') + '<|im_end|>\n' -}}"
+    "{%- else -%}{{- '<|im_start|>assistant\n' + m['content'] + '<|im_end|>\n' -}}{%- endif -%}"
+    "{%- elif m['role'] == 'tool' -%}"
+    "{{- '<|im_start|>user\n<tool_response>\n' + m['content'] + '\n</tool_response><|im_end|>\n' -}}"
+    "{%- else -%}{{- '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}"
+    "{%- if enable_thinking is defined and enable_thinking is false -%}{{- '<think>\n\n</think>\n\n' -}}"
+    "{%- endif -%}{%- endif -%}"
+)
+
+# Mistral instruct (v0.1-v0.3, SentencePiece tokenizers): [INST] ... [/INST] around user turns, answers end
+# with eos. The system prompt opens the first user turn (v0.3's card puts it before the last one, which
+# would re-render the history at every turn).
+_MISTRAL = (
+    "{{- bos_token -}}"
+    "{%- set system = messages[0]['content'] if messages and messages[0]['role'] == 'system' else '' -%}"
+    "{%- for m in messages if m['role'] != 'system' -%}"
+    "{%- if m['role'] == 'assistant' -%}{{- ' ' + m['content'] + eos_token -}}"
+    "{%- else -%}"
+    "{{- '[INST] ' + (system + '\n\n' if system and loop.first else '') + m['content'] + '[/INST]' -}}"
+    "{%- endif -%}{%- endfor -%}"
+)
+
+# Gemma 2 and 3 instruction-tuned: <start_of_turn>user / model, contents trimmed; the system prompt
+# opens the first user turn (Gemma has no system role).
+_GEMMA = (
+    "{{- bos_token -}}"
+    "{%- set system = messages[0]['content'] if messages and messages[0]['role'] == 'system' else '' -%}"
+    "{%- for m in messages if m['role'] != 'system' -%}"
+    "{%- set role = 'model' if m['role'] == 'assistant' else 'user' -%}"
+    "{{- '<start_of_turn>' + role + '\n' + (system + '\n\n' if system and loop.first else '')"
+    " + (m['content'] | trim) + '<end_of_turn>\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<start_of_turn>model\n' -}}{%- endif -%}"
+)
+
+# Phi-3 / Phi-3.5: <|system|>, <|user|>, <|assistant|>, each turn closed by <|end|>; eos after the last.
+_PHI3 = (
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'system' and m['content'] -%}{{- '<|system|>\n' + m['content'] + '<|end|>\n' -}}"
+    "{%- elif m['role'] == 'assistant' -%}{{- '<|assistant|>\n' + m['content'] + '<|end|>\n' -}}"
+    "{%- elif m['role'] != 'system' -%}{{- '<|user|>\n' + m['content'] + '<|end|>\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|assistant|>\n' -}}{%- else -%}{{- eos_token -}}{%- endif -%}"
+)
+
+# GLM-4: [gMASK]<sop>, then <|system|> / <|user|> / <|assistant|> each followed by a newline and the text;
+# a turn has no closing token, the model stops by writing the next <|user|>. So the <|user|> after an
+# answer is written (and trained) as the answer's end; the user turn that follows starts after it.
+_GLM4 = (
+    "{{- '[gMASK]<sop>' -}}"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'assistant' -%}{{- '<|assistant|>\n' + m['content'] + '<|user|>' -}}"
+    "{%- elif m['role'] == 'system' -%}{{- '<|system|>\n' + m['content'] -}}"
+    "{%- else -%}"
+    "{%- set after_answer = not loop.first and loop.previtem['role'] == 'assistant' -%}"
+    "{{- ('' if after_answer else ('<|observation|>' if m['role'] == 'tool' else '<|user|>')) + '\n'"
+    " + m['content'] -}}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|assistant|>\n' -}}{%- endif -%}"
+)
+
+# DeepSeek-V3 / R1: bos, the system prompt untagged, <｜User｜> and <｜Assistant｜>, answers closed by
+# <｜end▁of▁sentence｜> (reasoning, when present, is the <think> block in front of the answer).
+_DEEPSEEK3 = (
+    "{{- bos_token -}}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}{{- messages[0]['content'] -}}{%- endif -%}"
+    "{%- for m in messages if m['role'] != 'system' -%}"
+    "{%- if m['role'] == 'assistant' -%}{{- '<｜Assistant｜>' + m['content'] + '<｜end▁of▁sentence｜>' -}}"
+    "{%- else -%}{{- '<｜User｜>' + m['content'] -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<｜Assistant｜>' -}}{%- endif -%}"
+)
+
+
 def _plain(user: str, user_with_input: str | None, tool: str, answer: str) -> str:
     """A plain-text layout (no special tokens): answers end with the tokenizer's eos_token."""
     if user_with_input is None:
@@ -122,6 +211,21 @@ TEMPLATES.register("qwen", BuiltinTemplate(_QWEN, "Qwen2.5: ChatML with Qwen's d
 TEMPLATES.register("llama3", BuiltinTemplate(_LLAMA3, "Llama 3: header tokens, <|eot_id|> ends a turn", "<|eot_id|>",
                                              ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                                               "<|eot_id|>")))
+TEMPLATES.register("qwen3", BuiltinTemplate(_QWEN3, "Qwen3: ChatML with <think> reasoning on the latest turns "
+                                            "(enable_thinking=false: an empty block)", "<|im_end|>",
+                                            ("<|im_start|>", "<|im_end|>")))
+TEMPLATES.register("mistral", BuiltinTemplate(_MISTRAL, "Mistral instruct: [INST] ... [/INST], answers end with eos",
+                                              None, ("[INST]", "[/INST]")))
+TEMPLATES.register("gemma", BuiltinTemplate(_GEMMA, "Gemma 2/3: <start_of_turn>user / model ... <end_of_turn>",
+                                            "<end_of_turn>", ("<start_of_turn>", "<end_of_turn>")))
+TEMPLATES.register("phi3", BuiltinTemplate(_PHI3, "Phi-3/3.5: <|user|> / <|assistant|> ... <|end|>", "<|end|>",
+                                           ("<|user|>", "<|assistant|>", "<|end|>")))
+TEMPLATES.register("glm4", BuiltinTemplate(_GLM4, "GLM-4: [gMASK]<sop><|user|>\\n ... <|assistant|>\\n ...; an answer "
+                                           "ends with the next <|user|>", "<|user|>",
+                                           ("[gMASK]", "<sop>", "<|user|>", "<|assistant|>")))
+TEMPLATES.register("deepseek3", BuiltinTemplate(_DEEPSEEK3, "DeepSeek-V3/R1: <｜User｜> / <｜Assistant｜> ... "
+                                                "<｜end▁of▁sentence｜>", "<｜end▁of▁sentence｜>",
+                                                ("<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>")))
 TEMPLATES.register("default", BuiltinTemplate(_DEFAULT, "Plain 'Human: ... / Assistant: ...' for base models"))
 TEMPLATES.register("alpaca", BuiltinTemplate(_ALPACA, "Alpaca: ### Instruction / ### Input / ### Response"))
 TEMPLATES.register("alpaca_zh", BuiltinTemplate(_ALPACA_ZH, "The Chinese instruction layout: ### 指令 / ### 输入 / ### 输出"))

@@ -1,6 +1,6 @@
 """full, freeze, bitfit, lora, dora and qlora: each says how the model is loaded and what trains.
 
-The other PEFT methods (adalora, ia3, ln_tuning) are in ``peft_methods.py``.
+The other PEFT methods (adalora, ia3, ln_tuning, prompt, ptuning, prefix, adapter) are in ``peft_methods.py``.
 
 LoRA-family methods are built on PEFT (``LoraConfig`` + ``get_peft_model``); QLoRA loads the base
 with bitsandbytes (4-bit NF4 with double quantisation, or 8-bit), which also runs on CPU since
@@ -15,8 +15,11 @@ from typing import Any
 from tuneforge.config.schema import RunConfig
 from tuneforge.utils.errors import ConfigError, Problem
 
+#: Names of a classification head's layer (BERT-style, decoders): trained whole, never adapted.
+CLASSIFIER_HEADS = ("classifier", "score")
 #: Module-name endings treated as attention projections for ``targets: attention``.
-ATTENTION_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv")
+ATTENTION_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv",
+                   "self.query", "self.key", "self.value")  # the last three: BERT-style encoders
 
 
 class TuningMethod:
@@ -42,6 +45,10 @@ class TuningMethod:
     def regularizer(self, model: Any) -> Any:
         """An extra loss term added once per optimizer step (a tensor), or None."""
         return None
+
+    def logit_offset(self, cfg: RunConfig) -> int:
+        """Positions the model's output has before the input's own (virtual tokens prepended); 0 by default."""
+        return 0
 
 
 class Freeze(TuningMethod):
@@ -107,9 +114,7 @@ class Lora(TuningMethod):
     dora = False
 
     def apply(self, model: Any, cfg: RunConfig) -> Any:
-        from peft import get_peft_model
-
-        return get_peft_model(model, self.peft_config(model, cfg))
+        return apply_peft(model, self.peft_config(model, cfg), cfg.method.name, "method.lora.targets")
 
     def peft_config(self, model: Any, cfg: RunConfig) -> Any:
         """The PEFT ``LoraConfig`` for this run."""
@@ -146,9 +151,28 @@ class QLora(Lora):
         return super().apply(model, cfg)
 
 
+def apply_peft(model: Any, config: Any, name: str, field: str) -> Any:
+    """``get_peft_model``, with PEFT's refusals as a ConfigError that names the model's layers.
+
+    PEFT raises ValueError when it has no default targets for an architecture, when none of the targets
+    match, or when a target is a layer the method cannot adapt (DoRA on the fused expert weights of a
+    mixture-of-experts model).
+    """
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:
+        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and not list(m.children())})
+        raise ConfigError(f"{name} cannot be applied to {type(model).__name__}", [Problem(
+            str(err), field=field, fix=f"choose other modules in {field} (its layers are: {', '.join(leaves)}), or "
+                                       "another method")]) from None
+
+
 def _decoder_layers(model: Any) -> Any:
     """The list of transformer blocks (``model.model.layers`` for Llama-like models)."""
-    for path in ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers"):
+    for path in ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "bert.encoder.layer",
+                 "roberta.encoder.layer", "encoder.layer"):
         obj = model
         for part in path.split("."):
             obj = getattr(obj, part, None)
@@ -160,6 +184,13 @@ def _decoder_layers(model: Any) -> Any:
 
 
 def _targets(model: Any, targets: str | list[str]) -> str | list[str]:
+    if targets == "all-linear" and _task_type(model) != "CAUSAL_LM":
+        # PEFT's all-linear leaves out a causal LM's output layer but not a token classifier's head, which
+        # the classification task then cannot also train whole: every linear layer but the head, by name
+        import torch
+
+        return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                       if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] not in CLASSIFIER_HEADS})
     if targets == "all-linear":
         return "all-linear"
     if targets == "attention":
@@ -181,6 +212,11 @@ def trainable_summary(model: Any) -> dict[str, int]:
     return {"trainable": trainable, "total": total}
 
 
+#: PEFT task by the head's class-name suffix: the classification tasks keep the new head trainable and saved.
+TASK_TYPES = {"ForSequenceClassification": "SEQ_CLS", "ForTokenClassification": "TOKEN_CLS"}
+
+
 def _task_type(model: Any) -> str:
-    """PEFT task: SEQ_CLS for a reward model (keeps its new score head trainable and saved), else CAUSAL_LM."""
-    return "SEQ_CLS" if type(model).__name__.endswith("ForSequenceClassification") else "CAUSAL_LM"
+    """PEFT task: SEQ_CLS (reward models, seq_cls), TOKEN_CLS (token_cls), else CAUSAL_LM."""
+    name = type(model).__name__
+    return next((task for suffix, task in TASK_TYPES.items() if name.endswith(suffix)), "CAUSAL_LM")

@@ -55,6 +55,8 @@ class Stage:
     surrogate_loss = False
     forgetting_guard = True
     generates_in_memory = True
+    #: Examples are rendered with the chat template (False: classifiers read the text as it is).
+    uses_template = True
     trainer_class: type = TuneforgeTrainer
     #: ``training`` switches of the batch layout this stage applies.
     layout_options: tuple[str, ...] = LAYOUT_OPTIONS
@@ -88,6 +90,14 @@ class Stage:
     def planned_rows(self, train: Any, held_out: Any | None) -> tuple[int, int]:
         """(training, validation) rows as the trainer sees them: what the advice plans steps and evaluations on."""
         return self.train_rows(train), self.train_rows(held_out) if held_out is not None else 0
+
+    def after_method(self, model: Any) -> Any:
+        """The model once the tuning method is applied (a classifier makes sure its new head trains)."""
+        return model
+
+    def saved_meta(self, cfg: RunConfig) -> dict[str, Any]:
+        """What the stage adds to the saved model's ``tuneforge_training.json`` (a classifier's labels)."""
+        return {}
 
     def defaults(self, cfg: RunConfig, train: dict[str, list[Any]]) -> tuple[RunConfig, list[str]]:
         """Stage-specific values filled in (with a reason each) before the trainer is built."""
