@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -24,7 +25,11 @@ def chat(model: str = typer.Argument("default", help="'default', a run folder, a
     """Chat with a model: multi-turn history, /reset to clear it, /exit to leave."""
     from tuneforge.data.records import Message
     from tuneforge.inference import Engine, GenerationOptions
+    from tuneforge.models.classifier import classifier_meta
 
+    if classifier_meta(model) is not None:  # a seq_cls / token_cls run answers with labels, not text
+        _classify(model, prompt)
+        return
     engine = Engine.load(model, template, device_map=device_map_option(device_map))
     options = GenerationOptions(max_new_tokens, temperature, top_p, repetition_penalty)
     if prompt is not None:
@@ -56,3 +61,42 @@ def chat(model: str = typer.Argument("default", help="'default', a run folder, a
             console.print(piece, end="", markup=False, highlight=False)
         console.print()
         history.append(Message("assistant", answer))
+
+
+def _classify(model: str, prompt: str | None) -> None:
+    """Label each text typed (or ``--prompt``): the predicted class and every class's probability; for a
+    tagger, each word with its tag and probability."""
+    from tuneforge.models.classifier import Classifier
+
+    classifier = Classifier.load(model)
+    if prompt is not None:
+        console.print(_labelled(classifier, prompt), highlight=False)
+        return
+    kind = "tags words" if classifier.token_level else f"labels texts ({', '.join(classifier.labels)})"
+    console.print(f"{model} {kind}; /exit quits")
+    while True:
+        try:
+            text = console.input("[bold cyan]text>[/] ")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if text.strip() == "/exit":
+            break
+        if text.strip():
+            console.print(_labelled(classifier, text), highlight=False)
+
+
+def _labelled(classifier: object, text: str) -> str:
+    """``label: positive`` and the probabilities, or ``word/TAG (p)`` for each word."""
+    from rich.markup import escape
+
+    from tuneforge.models.classifier import split_words
+
+    c: Any = classifier
+    if c.token_level:
+        words = split_words(text)
+        probs = c.tag_probabilities([words])[0]
+        return escape(" ".join(f"{w}/{c.labels[max(range(len(p)), key=p.__getitem__)]} ({max(p):.2f})"
+                               for w, p in zip(words, probs, strict=True)))
+    probs = c.probabilities([text])[0]
+    ranked = sorted(zip(c.labels, probs, strict=True), key=lambda x: -x[1])
+    return escape(f"label: {ranked[0][0]}\n" + "  ".join(f"{name} {p:.3f}" for name, p in ranked))

@@ -170,10 +170,12 @@ def formats() -> None:
 @app.command()
 def templates() -> None:
     """List the registered chat templates (for models whose tokenizer has none)."""
+    from rich.markup import escape
+
     from tuneforge.data.templates import TEMPLATES
 
     table = Table("template", "description")
     table.add_row("auto", "the tokenizer's own chat template (default)")
     for name, spec in TEMPLATES.items():
-        table.add_row(name, spec.description)
+        table.add_row(name, escape(spec.description))  # descriptions quote tokens such as [/INST]
     console.print(table)

@@ -51,7 +51,8 @@ def evaluate(target: str = typer.Argument(None, help="A run folder, a config (.y
         result = ev.evaluate_target(t.cfg, t.model, t.base, out or t.out_dir, split, file, echo)
         if t.report is not None and out is None:
             md = next(p for p in result.files if p.name == "eval.md")
-            add_to_run_report(t.report, md.read_text(encoding="utf-8"), md.with_name("eval.png"))
+            chart = next((p for p in result.files if p.suffix == ".png"), md.with_name("eval.png"))
+            add_to_run_report(t.report, md.read_text(encoding="utf-8"), chart)
     if as_json:
         print_json(result.to_json())
         return

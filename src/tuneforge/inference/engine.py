@@ -10,6 +10,7 @@ from typing import Any
 from tuneforge.data.records import Message
 from tuneforge.data.templates import ChatTemplate, resolve_template
 from tuneforge.data.tokenize import encode_texts
+from tuneforge.utils.errors import ModelError, Problem
 
 #: Prompts answered at once by :meth:`Engine.generate_batch`. On the 2-core CPU, 20 at a time answered the
 #: forgetting guard's 60 probes in half the time of 8 at a time (24 s against 49 s for the default model),
@@ -73,8 +74,14 @@ class Engine:
         Each engine keeps its own tokenizer, chat template and system prompt (``system``, else the one
         its model was trained with).
         """
+        from tuneforge.models.classifier import classifier_meta
         from tuneforge.models.loading import load_shared_for_inference, trained_system
 
+        for name in models:  # a classifier's body would load as a language model without its head
+            if classifier_meta(name) is not None:
+                raise ModelError("a classifier does not generate text", [Problem(
+                    f"{name} was trained with stage {classifier_meta(name)['stage']} (labels, not answers)",  # type: ignore[index]
+                    field="model", fix="use `tuneforge chat RUN` (prints the label) or `tuneforge eval RUN`")])
         engines = []
         for name, (model, tokenizer, adapter) in zip(models, load_shared_for_inference(models, device_map=device_map),
                                                          strict=True):

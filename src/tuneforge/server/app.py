@@ -35,6 +35,7 @@ from tuneforge.server.protocol import (
 )
 from tuneforge.server.scheduler import Job, Scheduler
 from tuneforge.server.tools import may_be_call
+from tuneforge.utils.errors import ConfigError, Problem
 
 
 @dataclass
@@ -48,6 +49,18 @@ class ServeOptions:
     default_max_tokens: int = 256
 
 
+def _refuse_virtual_tokens(engines: dict[str, Engine]) -> None:
+    """The scheduler decodes with its own KV cache, step by step; peft's prompt-learning forward would put the
+    virtual tokens in front of every step again (only peft's own ``generate`` places them once)."""
+    bad = [name for name, e in engines.items() if getattr(getattr(e.model, "active_peft_config", None),
+                                                             "is_prompt_learning", False)]
+    if bad:
+        raise ConfigError("virtual-token adapters cannot be served", [Problem(
+            f"{name}: a prompt, ptuning or prefix adapter (virtual tokens); the server's batched decoding does not "
+            "place them", field="model", fix=f"use `tuneforge chat {name}` or `tuneforge eval`, or train it with "
+            "method lora to serve it") for name in bad])
+
+
 def create_app(engines: dict[str, Engine], options: ServeOptions | None = None) -> FastAPI:
     """The app serving ``engines`` by model name.
 
@@ -55,6 +68,7 @@ def create_app(engines: dict[str, Engine], options: ServeOptions | None = None) 
     scheduler, i.e. one worker thread and one batch, whose rows each decode with their own adapter.
     """
     opts = options or ServeOptions()
+    _refuse_virtual_tokens(engines)
     by_model: dict[int, Scheduler] = {}
     for engine in engines.values():
         if id(engine.model) not in by_model:
