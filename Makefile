@@ -13,7 +13,8 @@ demo: setup
 test: setup
 	$(PY) -m pytest -n 2 --dist worksteal -m "not ci" $(PYTEST_ARGS)
 
-test-ci: setup  # the tests CI adds after make test (~15 minutes): FSDP, ZeRO-1/2/3, kill -9 and two machines, every alignment stage under DDP, the forgetting guard, held-out DPO, the web UI eval/export tabs
+test-ci: setup  # the tests CI adds after make test (~15 minutes): FSDP, ZeRO-1/2/3, kill -9 and two machines, every alignment stage under DDP, the forgetting guard, held-out DPO, the web UI eval/export tabs, GGUF files run in llama.cpp
+	PY=$(PY) scripts/llama_cpp.sh  # llama.cpp built for this CPU's instruction sets, once (~8 min)
 	$(PY) -m pytest -n 2 --dist worksteal -m ci $(PYTEST_ARGS)
 
 lint: setup

@@ -92,7 +92,8 @@ def test_inspect_shows_the_trained_span(tmp_path: Path) -> None:
 
 def test_formats_and_templates_list_the_registries() -> None:
     assert all(n in _run("data", "formats")[1] for n in ("alpaca", "sharegpt", "messages", "preference_qa"))
-    assert all(n in _run("data", "templates")[1] for n in ("chatml", "llama3", "qwen", "default", "alpaca_zh"))
+    assert all(n in _run("data", "templates")[1] for n in ("chatml", "llama3", "qwen", "qwen3", "mistral", "gemma", "phi3",
+                                                                "glm4", "deepseek3", "default", "alpaca_zh"))
 
 
 def test_models_list_shows_the_default_model() -> None:

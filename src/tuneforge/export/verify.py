@@ -46,8 +46,8 @@ def compare(reference: Any, candidate: Any, tokenizer: Any, template: ChatTempla
             if not generate:
                 equal += int(torch.allclose(a, b, atol=1e-3))
                 continue
-            ga = _greedy(reference, ids, tokenizer, max_new_tokens)
-            gb = _greedy(candidate, ids, tokenizer, max_new_tokens)
+            ga = greedy_tokens(reference, ids, tokenizer, max_new_tokens)
+            gb = greedy_tokens(candidate, ids, tokenizer, max_new_tokens)
         if ga == gb:
             equal += 1
         else:
@@ -55,7 +55,8 @@ def compare(reference: Any, candidate: Any, tokenizer: Any, template: ChatTempla
     return Verification(worst, equal, len(prompts), mismatches)
 
 
-def _greedy(model: Any, ids: dict[str, Any], tokenizer: Any, n: int) -> list[int]:
+def greedy_tokens(model: Any, ids: dict[str, Any], tokenizer: Any, n: int) -> list[int]:
+    """Up to ``n`` greedy tokens after ``ids`` (the generation config's stop ids end it early)."""
     out = model.generate(**ids, max_new_tokens=n, do_sample=False, temperature=None, top_p=None, top_k=None,
                          pad_token_id=tokenizer.pad_token_id)
     return out[0, ids["input_ids"].shape[1]:].tolist()

@@ -174,7 +174,10 @@ def trained_system(name_or_path: str) -> str | None:
     """The default system prompt a tuneforge-trained model was trained with (``template.system``), if any.
 
     Chat, eval and serve use it so that a model trained with a system prompt is asked with the same one.
+    A GGUF file written by ``export --format gguf`` carries it as ``tuneforge.system``.
     """
+    if str(name_or_path).endswith(".gguf") and Path(name_or_path).is_file():
+        return gguf_system(name_or_path)
     try:
         meta = Path(trained_folder(name_or_path)) / "tuneforge_training.json"
     except ModelError:
@@ -182,6 +185,18 @@ def trained_system(name_or_path: str) -> str | None:
     if not meta.is_file():
         return None
     return json.loads(meta.read_text(encoding="utf-8")).get("system")
+
+
+#: The GGUF metadata key holding the system prompt a run was trained with (export/gguf.py writes it).
+GGUF_SYSTEM_KEY = "tuneforge.system"
+
+
+def gguf_system(path: str) -> str | None:
+    """The trained system prompt stored in a GGUF file by tuneforge's export; None in any other file."""
+    import gguf
+
+    field = gguf.GGUFReader(path).get_field(GGUF_SYSTEM_KEY)
+    return None if field is None else field.contents()
 
 
 def load_for_inference(name_or_path: str, dtype: Any = None) -> tuple[Any, Any]:
@@ -194,6 +209,16 @@ def adapter_config(folder: str) -> dict[str, Any] | None:
     """The ``adapter_config.json`` of a model folder; None for a full model."""
     config = Path(folder) / "adapter_config.json"
     return json.loads(config.read_text(encoding="utf-8")) if config.is_file() else None
+
+
+def peft_model_class() -> Any:
+    """peft's ``PeftModel``, with tuneforge's own PEFT method (bottleneck adapters) registered so it loads."""
+    from peft import PeftModel
+
+    from tuneforge.models.tuning.bottleneck import register
+
+    register()
+    return PeftModel
 
 
 def load_shared_for_inference(paths: list[str], dtype: Any = None,
@@ -217,8 +242,9 @@ def load_shared_for_inference(paths: list[str], dtype: Any = None,
     adapter_of = [adapter_config(f) for f in folders]
     bases = [resolve_model(a["base_model_name_or_path"]) if a else resolve_model(f)
              for a, f in zip(adapter_of, folders, strict=True)]
-    # peft cannot mix DoRA adapters row by row in one batch: each gets its own copy of the base
-    groups = [(b, i) if a and a.get("use_dora") else (b, -1)
+    # peft mixes adapters row by row in one batch (adapter_names) only for plain LoRA: DoRA and every other
+    # method (virtual tokens, bottleneck adapters, ...) get their own copy of the base
+    groups = [(b, i) if a and (a.get("use_dora") or a.get("peft_type") != "LORA") else (b, -1)
               for i, (a, b) in enumerate(zip(adapter_of, bases, strict=True))]
     out: list[tuple[Any, Any, str | None]] = [None] * len(paths)  # type: ignore[list-item]
     for group in dict.fromkeys(groups):
@@ -227,8 +253,7 @@ def load_shared_for_inference(paths: list[str], dtype: Any = None,
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or device_dtype, device_map=device_map)
         adapters = [i for i in members if adapter_of[i]]
         if adapters:
-            from peft import PeftModel
-
+            PeftModel = peft_model_class()  # noqa: N806 (a class)
             # peft adapter names become module keys, so they are positional, not the user's names; the
             # first keeps peft's usual "default", as when one adapter is loaded alone
             names = ["default"] + [f"a{k}" for k in range(1, len(adapters))]
