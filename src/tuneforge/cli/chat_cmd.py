@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -40,18 +41,10 @@ def chat(model: str = typer.Argument("default", help="'default', a run folder, a
         return
     console.print(f"chatting with {model} (template {engine.template.name}); /reset clears history, /exit quits")
     history: list[Message] = []
-    while True:
-        try:
-            text = console.input("[bold cyan]you>[/] ")
-        except (EOFError, KeyboardInterrupt):
-            break
-        if text.strip() == "/exit":
-            break
+    for text in _typed("[bold cyan]you>[/] "):
         if text.strip() == "/reset":
             history = []
             console.print("[dim]history cleared[/]")
-            continue
-        if not text.strip():
             continue
         history.append(Message("user", text))
         console.print("[bold green]model>[/] ", end="")
@@ -74,15 +67,21 @@ def _classify(model: str, prompt: str | None) -> None:
         return
     kind = "tags words" if classifier.token_level else f"labels texts ({', '.join(classifier.labels)})"
     console.print(f"{model} {kind}; /exit quits")
+    for text in _typed("[bold cyan]text>[/] "):
+        console.print(_labelled(classifier, text), highlight=False)
+
+
+def _typed(prompt: str) -> Iterator[str]:
+    """The lines typed at ``prompt``, blank ones skipped, until ``/exit``, end of input or Ctrl-C."""
     while True:
         try:
-            text = console.input("[bold cyan]text>[/] ")
+            text = console.input(prompt)
         except (EOFError, KeyboardInterrupt):
-            break
+            return
         if text.strip() == "/exit":
-            break
+            return
         if text.strip():
-            console.print(_labelled(classifier, text), highlight=False)
+            yield text
 
 
 def _labelled(classifier: object, text: str) -> str:
